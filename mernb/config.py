@@ -1,0 +1,94 @@
+"""User configuration: where the licensed datasets and the pretrained checkpoint files are.
+
+mernb never downloads data or weights. A YAML file names local folders and files::
+
+    datasets:
+      casme2: {root: /data/CASME2/CASME2_RAW_selected, annotation: /data/CASME2/CASME2-coding-20140508.xlsx}
+      samm:   {root: /data/SAMM, annotation: /data/SAMM/SAMM_Micro_FACS_Codes_v2.xlsx}
+    weights:
+      vit_base_patch16_224.augreg_in21k: /ckpt/vit_base_patch16_224_in21k.pth
+      vit_giant_patch14_dinov2.lvd142m: /ckpt/dinov2_vitg14.pth
+    cache_dir: /scratch/mernb-cache
+
+The file is found at ``$MERNB_CONFIG``, else ``./mernb.local.yaml``, else ``~/.config/mernb/config.yaml``.
+Used by every notebook of the paper plan and by ``mernb data check``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mernb.errors import ConfigError
+
+CONFIG_EXAMPLE = "see README.md, section 'Running on real data'"
+
+
+def config_path() -> Path | None:
+    """The user config file in effect, or None when there is none."""
+    candidates = [os.environ.get("MERNB_CONFIG"), "mernb.local.yaml", "~/.config/mernb/config.yaml"]
+    for candidate in candidates:
+        if candidate and Path(candidate).expanduser().is_file():
+            return Path(candidate).expanduser()
+    if os.environ.get("MERNB_CONFIG"):
+        raise ConfigError(f"MERNB_CONFIG points to {os.environ['MERNB_CONFIG']!r}, which is not a file")
+    return None
+
+
+@dataclass
+class UserConfig:
+    """Parsed user config; ``source`` is the file it came from (None: empty config)."""
+
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)
+    cache_dir: str | None = None
+    source: Path | None = None
+
+    def dataset(self, name: str) -> dict[str, Any]:
+        """``{'root': ..., 'annotation': ...}`` for a dataset, or a ConfigError naming the setting."""
+        entry = self.datasets.get(name)
+        if not entry or not entry.get("root"):
+            raise ConfigError(
+                f"dataset {name!r} is not configured: set datasets.{name}.root (and .annotation) "
+                f"in {self.source or 'a user config file'} ({CONFIG_EXAMPLE})"
+            )
+        return entry
+
+    def weight(self, key: str) -> Path:
+        """Local checkpoint file for a weight key, or a ConfigError naming the setting to fill."""
+        value = self.weights.get(key)
+        if not value:
+            raise ConfigError(
+                f"no local checkpoint for {key!r}: set weights.{key} to a .pth/.safetensors file "
+                f"in {self.source or 'a user config file'} ({CONFIG_EXAMPLE}); mernb never downloads weights"
+            )
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"weights.{key} = {value!r} is not a file")
+        return path
+
+
+def load_config(path: str | Path | None = None) -> UserConfig:
+    """Read the user config (``path`` or the default search); an absent file gives an empty config."""
+    path = Path(path).expanduser() if path else config_path()
+    if path is None:
+        return UserConfig()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'datasets' and 'weights'")
+    unknown = set(raw) - {"datasets", "weights", "cache_dir"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown settings {sorted(unknown)} (expected datasets, weights, cache_dir)")
+    return UserConfig(
+        datasets=dict(raw.get("datasets") or {}),
+        weights={k: str(v) for k, v in (raw.get("weights") or {}).items()},
+        cache_dir=raw.get("cache_dir"),
+        source=path,
+    )

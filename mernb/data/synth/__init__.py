@@ -1,0 +1,1 @@
+"""SynthME: synthetic micro-expression clips in the real releases' layouts."""

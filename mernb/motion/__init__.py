@@ -1,0 +1,1 @@
+"""Motion representations: Eulerian motion magnification and approximate rank pooling."""

@@ -1,0 +1,1 @@
+"""Results files, the papers' numbers as data, paper-vs-ours tables and figures."""

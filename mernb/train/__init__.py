@@ -1,0 +1,1 @@
+"""Training: one epoch loop for every method, LOSO / k-fold / holdout runners, metrics."""

@@ -1,0 +1,35 @@
+"""Shared test fixtures: the real annotation files (skipped when ../shared is absent), small threads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures" / "annotations"
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """``../shared/fixtures/annotations`` (real annotation files); skips when it is not there."""
+    if not FIXTURES.is_dir():
+        pytest.skip(f"real annotation fixtures not found at {FIXTURES} (they live in ../shared, beside the repo)")
+    return FIXTURES
+
+
+def fixture_file(relative: str) -> Path:
+    """Path of one real annotation file, skipping the test when it is absent."""
+    path = FIXTURES / relative
+    if not path.is_file():
+        pytest.skip(f"real annotation fixture {relative} not found under {FIXTURES}")
+    return path
