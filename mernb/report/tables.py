@@ -1,0 +1,154 @@
+"""Paper-vs-ours tables for the book: the paper's printed number, ours, and the difference.
+
+Used by every paper notebook (results cell) and by ``book/`` reproduction summary; ``counts_vs_paper``
+by ``notebooks/data/*`` (class counts per dataset against the papers' dataset tables).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+from pandas.io.formats.style import Styler
+
+from mernb.errors import MernbError
+
+MISSING = "–"
+METRIC_LABELS = {"acc": "Acc (%)", "f1": "F1 (%)", "uf1": "UF1 (%)", "uar": "UAR (%)", "war": "WAR (%)",
+                 "params_m": "#Params (M)", "gflops": "GFLOPs"}
+UNSCALED = frozenset({"params_m", "gflops", "count", "fps"})
+PARTS = ("Paper", "Ours", "Δ")
+MetricSpec = str | tuple[str, str]
+
+
+def _paper_frame(paper_rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(list(paper_rows)) if not isinstance(paper_rows, pd.DataFrame) else paper_rows.copy()
+    missing = {"row", "metric", "value"} - set(df.columns)
+    if missing:
+        raise MernbError(f"paper rows need columns row, metric, value (missing {sorted(missing)}); "
+                         "pass mernb.report.paper.paper_numbers(...) filtered to one dataset")
+    if "dataset" in df.columns and df["dataset"].nunique() > 1:
+        raise MernbError(f"paper rows cover several datasets ({', '.join(df['dataset'].unique())}); "
+                         "filter to one dataset, e.g. paper_numbers(..., dataset='casme2')")
+    if "unit" in df.columns:  # MA2MI prints UF1 as a ratio (0.8882)
+        ratio = df["unit"] == "ratio"
+        df.loc[ratio, "value"] = df.loc[ratio, "value"].astype(float) * 100.0
+    df["value"] = df["value"].astype(float)
+    dup = df.duplicated(["row", "metric"])
+    if dup.any():
+        raise MernbError(f"paper rows repeat (row, metric): {df.loc[dup, ['row', 'metric']].values.tolist()}")
+    return df
+
+
+def _num(value: Any) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise MernbError(f"not a number: {value!r}") from exc
+
+
+def _scale_for(scale: float | Mapping[str, float], metric: str) -> float:
+    if isinstance(scale, Mapping):
+        return float(scale.get(metric, 1.0 if metric in UNSCALED else 100.0))
+    return 1.0 if metric in UNSCALED else float(scale)
+
+
+def _fmt(value: float, signed: bool = False) -> str:
+    if value is None or math.isnan(value):
+        return MISSING
+    if signed:
+        text = f"{value:+.2f}"
+        return text.replace("-", "−") if value < 0 else text
+    return f"{value:.2f}"
+
+
+def paper_vs_ours(
+    paper_rows: pd.DataFrame | Sequence[Mapping[str, Any]],
+    ours: Mapping[str, Mapping[str, Any]],
+    metrics: Iterable[MetricSpec] = ("acc", "f1"),
+    *,
+    scale: float | Mapping[str, float] = 100.0,
+    formatted: bool = True,
+) -> pd.DataFrame:
+    """One row per method/setting; per metric the columns Paper, Ours and Δ (ours − paper).
+
+    ``paper_rows``: long-format numbers of one dataset (``paper_numbers(...)`` output, or records with
+    row/metric/value[/unit]); ratio units are turned into percent. ``ours``: ``{row: {metric: value}}``
+    with values as fractions (``scale=100`` turns 0.8659 into 86.59; use ``scale=1`` for percent; a dict
+    sets it per ours-metric; params_m/gflops/count/fps are never scaled unless the dict says so). A metric
+    may be a pair ``(paper_metric, ours_metric)``, e.g. ``("f1", "uf1")`` to set our UF1 beside the
+    paper's F1. Rows keep the paper's order; ours-only rows come last. ``formatted=True`` gives strings
+    with two decimals and "–" for missing values, ``False`` floats with NaN.
+    """
+    df = _paper_frame(paper_rows)
+    specs = [(m, m) if isinstance(m, str) else (m[0], m[1]) for m in metrics]
+    if not specs:
+        raise MernbError("paper_vs_ours: give at least one metric")
+    rows = list(dict.fromkeys(df["row"].tolist()))
+    rows += [r for r in ours if r not in rows]
+    lookup = {(r, m): v for r, m, v in df[["row", "metric", "value"]].itertuples(index=False)}
+    columns = pd.MultiIndex.from_tuples(
+        [(METRIC_LABELS.get(pm, pm), part) for pm, _ in specs for part in PARTS], names=["metric", ""]
+    )
+    data = []
+    for row in rows:
+        line: list[float] = []
+        for pm, om in specs:
+            paper = lookup.get((row, pm), math.nan)
+            mine = _num(ours.get(row, {}).get(om)) * _scale_for(scale, om)
+            line += [paper, mine, round(mine - paper, 6)]
+        data.append(line)
+    out = pd.DataFrame(data, index=pd.Index(rows, name="Method"), columns=columns)
+    if not formatted:
+        return out
+    return pd.DataFrame(
+        {col: [_fmt(v, signed=col[1] == "Δ") for v in out[col]] for col in out.columns}, index=out.index
+    ).set_axis(columns, axis=1)
+
+
+def counts_vs_paper(ours_counts: Mapping[str, int], paper_counts: Mapping[str, int], *,
+                    total: bool = True) -> pd.DataFrame:
+    """Class counts (ours from the dataset reader vs the paper's table), with Δ = ours − paper.
+
+    Classes keep the paper's order, then ours-only classes; absent counts are <NA>. A "Total" row
+    sums each column over the classes it has.
+    """
+    classes = list(dict.fromkeys([*paper_counts, *ours_counts]))
+    paper = pd.array([paper_counts.get(c) for c in classes], dtype="Int64")
+    mine = pd.array([ours_counts.get(c) for c in classes], dtype="Int64")
+    out = pd.DataFrame({"Paper": paper, "Ours": mine}, index=pd.Index(classes, name="Class"))
+    if total:
+        out.loc["Total"] = [out["Paper"].sum(min_count=1), out["Ours"].sum(min_count=1)]
+        out = out.astype("Int64")
+    out["Δ"] = out["Ours"] - out["Paper"]
+    return out
+
+
+def style_table(df: pd.DataFrame, *, caption: str | None = None, hide_index: bool | None = None,
+                highlight: str | None = None, precision: int = 2) -> Styler:
+    """Clean HTML for the book: "–" for missing, ``precision`` decimals, no index when it is 0..n-1.
+
+    ``highlight`` bolds the row with that index label (e.g. "MPT (Ours)"). Glue the returned Styler
+    with :func:`mernb.report.glue.glue_table`.
+    """
+    styler = df.style.format(na_rep=MISSING, precision=precision)
+    if hide_index is None:
+        hide_index = isinstance(df.index, pd.RangeIndex)
+    if hide_index:
+        styler = styler.hide(axis="index")
+    if caption:
+        styler = styler.set_caption(caption)
+    styler = styler.set_table_styles([
+        {"selector": "th", "props": "text-align: center; padding: 0.25em 0.6em;"},
+        {"selector": "td", "props": "text-align: right; padding: 0.25em 0.6em;"},
+        {"selector": "caption", "props": "caption-side: top; font-weight: bold;"},
+    ])
+    if highlight is not None:
+        if highlight not in df.index:
+            raise MernbError(f"style_table: no row {highlight!r} to highlight; rows: {list(df.index)}")
+        styler = styler.set_properties(subset=pd.IndexSlice[[highlight], :], **{"font-weight": "bold"})
+    return styler
