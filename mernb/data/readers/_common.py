@@ -1,0 +1,556 @@
+"""Shared machinery of the spreadsheet readers: find the header, parse cells, apply corrections, find frames.
+
+Used by every module in ``mernb.data.readers`` (and, through them, by ``mernb data check``, SynthME and the
+notebooks). A dataset module only declares a :class:`SheetSpec` (column names, subject form, labels, frame
+layout); :func:`read_sheet_dataset` does the rest.
+
+Rules shared by all readers (see ``book/`` datasets page and ``reference/datasets.md``):
+
+* The header row is found by scanning the first rows of every sheet for the expected column names
+  (case, spaces and underscores ignored), so preamble rows (SAMM) and CSV exports both work.
+* Row numbers in messages are Excel-style (1-based, header included) for spreadsheets, and 1-based line
+  numbers for CSV files.
+* Subject ids may be int or text; they are normalised to the release's folder form (``sub01``, ``006``...).
+* Labels are stored in lower case, with per-dataset aliases (SAMM ``Other`` -> ``others``).
+* Known row errors are fixed from ``corrections.csv`` (a data table, one reason per row) and recorded in
+  ``meta['corrections']``. A correction applies only while the cell still holds the ``old`` value, so
+  already-corrected copies are read unchanged.
+* Apex ``/``, empty, -1, 0 or outside [onset, offset] gives ``apex=None`` and ``meta['apex_fallback']``
+  (the reason); ``Sample.apex_frame`` then falls back to the midpoint of onset..offset.
+* Frames are mapped by the LAST number in the file name (``img46.jpg``, ``reg_img46.jpg``,
+  ``006_05562.jpg``, ``355.jpg``, ``image036237.bmp``). A clip with no frame in onset..offset is *missing*
+  (error, or skipped with ``on_missing="skip"``); a clip with some frames absent is kept and reported
+  (``meta['missing_frames']``, problem kind ``frame_gaps``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from mernb.data.records import Sample, make_sample_id
+from mernb.errors import DatasetError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+HEADER_SCAN_ROWS = 60
+CORRECTIONS_FILE = Path(__file__).with_name("corrections.csv")
+_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing a reader noticed: ``kind`` is apex_fallback, correction, missing_frames, frame_gaps,
+    skipped_row, ignored_row, duplicate_id or note."""
+
+    kind: str
+    message: str
+    sample_id: str | None = None
+    file: str | None = None
+    row: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+# ----------------------------------------------------------------------------------------- cells
+def is_blank(value: Any) -> bool:
+    """True for None, NaN and whitespace-only text."""
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def cell_text(value: Any) -> str:
+    """Cell as text: ints stay ints (``12.0`` -> ``'12'``), blanks become ``''``."""
+    if is_blank(value):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def parse_int(value: Any) -> int | None:
+    """Integer cell (int, integral float, or digit text); None for blanks and ``/``; ValueError otherwise."""
+    if is_blank(value):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(repr(value))
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise ValueError(repr(value))
+    text = str(value).strip()
+    if text in {"/", "-", "?"}:
+        return None
+    if re.fullmatch(r"[+-]?\d+(\.0+)?", text):
+        return int(float(text))
+    raise ValueError(repr(value))
+
+
+def parse_aus(value: Any) -> tuple[str, ...]:
+    """AU string -> tokens: split on ``+``, keep modifiers (``'4+L10'`` -> ``('4', 'L10')``, ``'R14A'``)."""
+    text = cell_text(value)
+    tokens = (re.sub(r"\s+", " ", t).strip() for t in text.split("+"))
+    return tuple(t for t in tokens if t and t != "?")
+
+
+def frame_number(path: str | Path) -> int | None:
+    """The last number in a file name's stem (``reg_img46.jpg`` -> 46, ``006_05562.jpg`` -> 5562)."""
+    match = _LAST_NUMBER.search(Path(path).stem)
+    return int(match.group(1)) if match else None
+
+
+def norm_key(text: str) -> str:
+    """Header/label comparison key: lower case, no spaces, underscores, dashes or dots."""
+    return re.sub(r"[\s_\-.()]+", "", str(text).lower())
+
+
+# --------------------------------------------------------------------------------------- subjects
+def _subject_number(value: Any, prefix: str = "") -> int:
+    text = cell_text(value)
+    match = re.fullmatch(rf"(?i)(?:{prefix})?\s*0*(\d+)", text) if prefix else re.fullmatch(r"0*(\d+)", text)
+    if not match:
+        raise ValueError(f"subject {text!r}")
+    return int(match.group(1))
+
+
+_SPNO = r"spno\.?"
+SUBJECT_FORMS: dict[str, Callable[[Any], str]] = {
+    "casme2": lambda v: f"sub{_subject_number(v, 'sub'):02d}",
+    "samm": lambda v: f"{_subject_number(v):03d}",
+    "smic": lambda v: f"s{_subject_number(v, 's'):d}",
+    "smic_e": lambda v: f"s{_subject_number(v, 's'):02d}",
+    "casme3": lambda v: "spNO." + str(_subject_number(v, _SPNO)),
+    "mmew": lambda v: f"S{_subject_number(v, 's'):02d}",
+}
+
+
+def normalise_subject(dataset: str, value: Any) -> str:
+    """Subject id in the release's folder form (``casme2``: ``sub01``; ``samm``: ``006``; ``smic``: ``s1``;
+    ``smic_e``: ``s01``; ``casme3``: ``spNO.1``; ``mmew``: ``S01``; others: the text as given)."""
+    form = SUBJECT_FORMS.get(dataset)
+    return form(value) if form else cell_text(value)
+
+
+def normalise_smic_clip(clip: str) -> str:
+    """SMIC clip names unpadded as in the release folders (``s01_ne_01`` -> ``s1_ne_01``)."""
+    return re.sub(r"^[sS]0*(\d+)_", r"s\1_", clip.strip())
+
+
+# ------------------------------------------------------------------------------------------ tables
+@dataclass
+class Table:
+    """Data rows of one sheet below its header: ``rows`` is a list of (row number, {field: cell})."""
+
+    path: Path
+    sheet: str | None
+    header_row: int
+    columns: dict[str, str]
+    rows: list[tuple[int, dict[str, Any]]]
+
+
+def _raw_sheets(path: Path) -> dict[str | None, list[list[Any]]]:
+    suffix = path.suffix.lower()
+    if suffix in {".csv", ".txt", ".tsv"}:
+        raw = path.read_bytes()
+        for encoding in ("utf-8-sig", "gb18030", "latin-1"):
+            try:
+                text = raw.decode(encoding)
+                break
+            except UnicodeDecodeError:
+                continue
+        delimiter = "\t" if suffix == ".tsv" or (text.count("\t") > text.count(",")) else ","
+        return {None: [list(r) for r in csv.reader(text.splitlines(), delimiter=delimiter)]}
+    if suffix in {".xlsx", ".xlsm", ".xls"}:
+        import pandas as pd
+
+        engine = "xlrd" if suffix == ".xls" else "openpyxl"
+        try:
+            frames = pd.read_excel(path, sheet_name=None, header=None, dtype=object, engine=engine)
+        except Exception as exc:  # noqa: BLE001 - any parser error is a bad file for the user
+            raise DatasetError(f"{path}: cannot read the spreadsheet ({exc})") from exc
+        return {name: df.values.tolist() for name, df in frames.items()}
+    raise DatasetError(f"{path}: unsupported annotation file type {suffix!r} (expected .xlsx, .xls or .csv)")
+
+
+def read_table(
+    path: str | Path,
+    columns: dict[str, Sequence[str]],
+    required: Iterable[str],
+    sheets: Sequence[str] = (),
+    hint: str = "",
+) -> Table:
+    """Find the header row (any sheet, ``sheets`` tried first) holding all ``required`` fields and return the
+    rows below it. ``columns`` maps a field to its accepted header names. Raises DatasetError naming the file
+    and the columns that were looked for."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"annotation file {path} does not exist")
+    aliases = {field: {norm_key(a) for a in names} for field, names in columns.items()}
+    required = list(required)
+    sheets_data = _raw_sheets(path)
+    order = sorted(sheets_data, key=lambda s: (0 if s in sheets else 1, sheets.index(s) if s in sheets else 0))
+    best: tuple[int, str | None, int, list[str]] = (-1, None, 0, required)
+    for sheet in order:
+        data = sheets_data[sheet]
+        for i, row in enumerate(data[:HEADER_SCAN_ROWS]):
+            found: dict[str, int] = {}
+            for j, cell in enumerate(row):
+                key = norm_key(cell_text(cell))
+                for field_name, names in aliases.items():
+                    if key in names and field_name not in found:
+                        found[field_name] = j
+            missing = [f for f in required if f not in found]
+            if not missing:
+                rows = []
+                for k, values in enumerate(data[i + 1 :], start=i + 2):
+                    cells = {f: (values[j] if j < len(values) else None) for f, j in found.items()}
+                    rows.append((k, cells))
+                header = {f: cell_text(data[i][j]) for f, j in found.items()}
+                return Table(path, sheet, i + 1, header, rows)
+            hits = len(required) - len(missing)
+            if hits > best[0]:
+                best = (hits, sheet, i + 1, missing)
+    where = f" (best candidate: sheet {best[1]!r} row {best[2]}, lacking {best[3]})" if best[0] > 0 else ""
+    expected = ", ".join(f"{f} ({' / '.join(columns[f][:2])})" for f in required)
+    raise DatasetError(
+        f"{path}: header row not found in the first {HEADER_SCAN_ROWS} rows of any sheet; expected columns "
+        f"{expected}{where}{'. ' + hint if hint else ''}"
+    )
+
+
+# ------------------------------------------------------------------------------------- corrections
+@lru_cache(maxsize=1)
+def load_corrections() -> tuple[dict[str, str], ...]:
+    """The shipped row corrections (``corrections.csv``: dataset, subject, clip, onset, column, old, new, reason)."""
+    with CORRECTIONS_FILE.open(newline="", encoding="utf-8") as fh:
+        return tuple(dict(r) for r in csv.DictReader(fh))
+
+
+def _same(a: Any, b: Any) -> bool:
+    return cell_text(a).lower() == cell_text(b).lower()
+
+
+def apply_corrections(dataset: str, subject: str, clip: str, values: dict[str, Any]) -> list[dict[str, str]]:
+    """Apply the corrections of one row in place (matched on dataset, subject, clip and the original onset,
+    and only while the cell still holds ``old``); returns those applied."""
+    applied = []
+    onset0 = values.get("onset")
+    for c in load_corrections():
+        if c["dataset"] != dataset or c["subject"] != subject or not _same(c["clip"], clip):
+            continue
+        if not _same(c["onset"], onset0) or not _same(values.get(c["column"]), c["old"]):
+            continue
+        new = c["new"]
+        values[c["column"]] = parse_int(new) if c["column"] in {"onset", "apex", "offset"} else new
+        applied.append({"column": c["column"], "old": c["old"], "new": new, "reason": c["reason"]})
+    return applied
+
+
+# ------------------------------------------------------------------------------------------ frames
+def child_dir(parent: Path, name: str) -> Path | None:
+    """``parent/name`` matched case-insensitively (``spNo.1`` finds ``spNO.1``); None when absent."""
+    exact = parent / name
+    if exact.is_dir():
+        return exact
+    for entry in _listdir(parent):
+        if entry.name.lower() == name.lower() and entry.is_dir():
+            return entry
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _listdir_cached(parent: str, mtime: float) -> tuple[Path, ...]:
+    p = Path(parent)
+    return tuple(sorted(p.iterdir())) if p.is_dir() else ()
+
+
+def _listdir(parent: Path) -> tuple[Path, ...]:
+    try:
+        mtime = parent.stat().st_mtime
+    except OSError:
+        return ()
+    return _listdir_cached(str(parent), mtime)
+
+
+def resolve(root: Path, parts: Sequence[str]) -> Path | None:
+    """Walk ``root/parts...`` with case-insensitive folder matching."""
+    current: Path | None = root
+    for part in parts:
+        current = child_dir(current, part) if current is not None else None
+        if current is None:
+            return None
+    return current
+
+
+def frame_index(folder: Path) -> dict[int, Path]:
+    """Image files of a folder by frame number (the last number in the name)."""
+    index: dict[int, Path] = {}
+    for entry in _listdir(folder):
+        if entry.suffix.lower() in IMAGE_SUFFIXES:
+            n = frame_number(entry)
+            if n is not None:
+                index.setdefault(n, entry)
+    return index
+
+
+def check_root(root: str | Path, dataset: str, layout: str) -> Path:
+    """``root`` as a Path, or DatasetError when it is not a folder."""
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DatasetError(f"{dataset}: root {path} is not a folder (expected layout {layout})")
+    return path
+
+
+def find_annotation(root: Path | None, patterns: Sequence[str], dataset: str) -> Path:
+    """The default annotation file: first match of ``patterns`` (case-insensitive globs) in root or its parent."""
+    if root is None:
+        raise DatasetError(f"{dataset}: give root (the dataset folder) or annotation (the annotation file)")
+    for folder in (root, root.parent):
+        entries = _listdir(folder)
+        for pattern in patterns:
+            rx = re.compile(_glob_to_regex(pattern), re.IGNORECASE)
+            hits = [e for e in entries if e.is_file() and rx.fullmatch(e.name)]
+            if hits:
+                return hits[0]
+    raise DatasetError(
+        f"{dataset}: no annotation file given and none matching {list(patterns)} in {root} or {root.parent}; "
+        f"pass annotation=<file> (or --annotation)"
+    )
+
+
+def _glob_to_regex(pattern: str) -> str:
+    return "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+
+
+# ------------------------------------------------------------------------------------------ reader
+@dataclass
+class SheetSpec:
+    """What one spreadsheet release looks like. ``frame_dirs(root, sample_fields)`` yields candidate clip
+    folders (first existing wins); ``labels`` are the valid lower-case labels, ``label_aliases`` rename."""
+
+    name: str
+    fps: float
+    columns: dict[str, Sequence[str]]
+    required: tuple[str, ...]
+    labels: frozenset[str]
+    layout: str
+    annotation_patterns: tuple[str, ...]
+    frame_dirs: Callable[[Path, dict[str, Any]], list[Path | None]]
+    label_aliases: dict[str, str] = field(default_factory=dict)
+    sheets: tuple[str, ...] = ()
+    clip_form: Callable[[str], str] = field(default=str.strip)
+    hint: str = ""
+    apex_column: bool = True
+    meta_fields: tuple[str, ...] = ("objective_class",)
+    extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+
+class _Collector:
+    """Raises in ``error`` mode, records and skips in ``skip`` mode."""
+
+    def __init__(self, on_missing: str, problems: list[Problem] | None) -> None:
+        if on_missing not in {"error", "skip"}:
+            raise ValueError(f"on_missing must be 'error' or 'skip', not {on_missing!r}")
+        self.on_missing = on_missing
+        self.problems = problems if problems is not None else []
+
+    def note(self, kind: str, message: str, **kw: Any) -> None:
+        self.problems.append(Problem(kind, message, **kw))
+
+    def fail(self, kind: str, message: str, **kw: Any) -> None:
+        if self.on_missing == "error":
+            raise DatasetError(message)
+        self.problems.append(Problem(kind, message + " (skipped)", **kw))
+
+
+def apex_fallback(onset: int, apex: Any, offset: int) -> tuple[int | None, str | None]:
+    """(apex, None) when usable, else (None, reason)."""
+    raw = cell_text(apex)
+    try:
+        value = parse_int(apex)
+    except ValueError:
+        return None, f"apex {raw!r} is not a frame number"
+    if value is None:
+        return None, f"apex not annotated ({raw!r})" if raw else "apex not annotated (empty)"
+    if value == -1:
+        return None, "apex -1 (not annotated)"
+    if value == 0:
+        return None, "apex 0 (not annotated)"
+    if not onset <= value <= offset:
+        return None, f"apex {value} outside [onset {onset}, offset {offset}]"
+    return value, None
+
+
+def attach_frames(
+    sample_fields: dict[str, Any], dirs: list[Path | None], collect: _Collector, where: str, layout: str
+) -> bool:
+    """Fill frame_paths/frame_numbers from the first existing candidate folder; False when the clip is missing."""
+    folder = next((d for d in dirs if d is not None and d.is_dir()), None)
+    onset, offset, sid = sample_fields["onset"], sample_fields["offset"], sample_fields["sample_id"]
+    if folder is None:
+        collect.fail("missing_frames", f"{where}: clip folder not found (expected layout {layout})", sample_id=sid)
+        return False
+    index = frame_index(folder)
+    numbers = sorted(n for n in index if onset <= n <= offset)
+    if not numbers:
+        collect.fail(
+            "missing_frames",
+            f"{where}: no frame numbered {onset}..{offset} in {folder} (found {len(index)} image files)",
+            sample_id=sid,
+        )
+        return False
+    absent = [n for n in range(onset, offset + 1) if n not in index]
+    if absent:
+        sample_fields["meta"]["missing_frames"] = len(absent)
+        shown = ", ".join(map(str, absent[:8])) + (", ..." if len(absent) > 8 else "")
+        collect.note("frame_gaps", f"{where}: {len(absent)} of {offset - onset + 1} frames absent in {folder} ({shown})", sample_id=sid)
+    sample_fields["frame_paths"] = tuple(index[n] for n in numbers)
+    sample_fields["frame_numbers"] = tuple(numbers)
+    return True
+
+
+def read_sheet_dataset(
+    spec: SheetSpec,
+    root: str | Path | None,
+    annotation: str | Path | None,
+    *,
+    on_missing: str = "error",
+    fps: float | None = None,
+    problems: list[Problem] | None = None,
+    corrections: bool = True,
+) -> list[Sample]:
+    """Read one spreadsheet release into Samples (see the module docstring for the rules)."""
+    collect = _Collector(on_missing, problems)
+    root_path = check_root(root, spec.name, spec.layout) if root is not None else None
+    if annotation is not None:
+        path = Path(annotation).expanduser()
+    else:
+        path = find_annotation(root_path, spec.annotation_patterns, spec.name)
+    table = read_table(path, spec.columns, spec.required, spec.sheets, spec.hint)
+    has_apex = spec.apex_column and "apex" in table.columns
+    rows: list[tuple[str, dict[str, Any]]] = []
+    seen: dict[str, int] = {}
+    for rownum, cells in table.rows:
+        where = f"{path.name} row {rownum}"
+        fields = _row_fields(spec, table, rownum, cells, has_apex, collect, corrections, fps)
+        if fields is None:
+            continue
+        base_id = make_sample_id(spec.name, fields["subject"], fields["clip"], fields["onset"])
+        fields["sample_id"] = base_id
+        if base_id in seen:
+            seen[base_id] += 1
+            fields["sample_id"] = f"{base_id}#{seen[base_id]}"
+            fields["meta"]["duplicate_of"] = base_id
+            collect.note("duplicate_id", f"{where}: {base_id} repeats an earlier row; id {fields['sample_id']}",
+                         sample_id=fields["sample_id"])
+        else:
+            seen[base_id] = 1
+        meta = fields["meta"]
+        for a in meta.get("corrections", []):
+            collect.note("correction", f"{where}: {a['column']} {a['old']} -> {a['new']} ({a['reason']})",
+                         sample_id=fields["sample_id"], file=str(path), row=rownum)
+        if has_apex and "apex_fallback" in meta:
+            collect.note("apex_fallback", f"{where}: {meta['apex_fallback']}; apex falls back to the midpoint",
+                         sample_id=fields["sample_id"], file=str(path), row=rownum)
+        rows.append((where, fields))
+    if not has_apex:
+        collect.note("apex_fallback", f"{path.name}: no apex column; apex falls back to the midpoint for all "
+                     f"{len(rows)} samples", file=str(path))
+    if root_path is None:
+        return [Sample(**fields) for _, fields in rows]
+    candidates = [spec.frame_dirs(root_path, fields) for _, fields in rows]
+    if rows and not any(d is not None and d.is_dir() for dirs in candidates for d in dirs):
+        raise DatasetError(
+            f"{spec.name}: wrong root {root_path}? none of the {len(rows)} clip folders of {path.name} is there "
+            f"(expected layout {spec.layout})"
+        )
+    samples = []
+    for (where, fields), dirs in zip(rows, candidates, strict=True):
+        if attach_frames(fields, dirs, collect, f"{where} ({fields['subject']} {fields['clip']})", spec.layout):
+            samples.append(Sample(**fields))
+    return samples
+
+
+def _row_fields(
+    spec: SheetSpec, table: Table, rownum: int, cells: dict[str, Any], has_apex: bool,
+    collect: _Collector, corrections: bool, fps: float | None,
+) -> dict[str, Any] | None:
+    """Sample fields of one row, or None (blank, note or skipped row)."""
+    path = table.path
+    where = f"{path.name} row {rownum}"
+    if all(is_blank(cells.get(f)) for f in ("subject", "clip", "onset", "offset", "emotion")):
+        return None
+    if is_blank(cells.get("clip")) and is_blank(cells.get("onset")) and is_blank(cells.get("offset")):
+        text = " ".join(cell_text(v) for v in cells.values() if not is_blank(v))[:60]
+        collect.note("ignored_row", f"{where}: not a data row (no clip or frames): {text!r}", file=str(path), row=rownum)
+        return None
+    try:
+        subject = normalise_subject(spec.name, cells.get("subject"))
+    except ValueError:
+        collect.fail("skipped_row", f"{where}: subject {cell_text(cells.get('subject'))!r} is not a {spec.name} "
+                     f"subject id", file=str(path), row=rownum)
+        return None
+    clip = spec.clip_form(cell_text(cells.get("clip")))
+    values: dict[str, Any] = {"apex": cells.get("apex") if has_apex else None}
+    for key in ("onset", "offset"):
+        column = table.columns.get(key, key)
+        try:
+            values[key] = parse_int(cells.get(key))
+        except ValueError:
+            collect.fail("skipped_row", f"{where}: {column} {cell_text(cells.get(key))!r} is not a frame number",
+                         file=str(path), row=rownum)
+            return None
+        if values[key] is None:
+            collect.fail("skipped_row", f"{where}: {column} is empty (expected a frame number)", file=str(path), row=rownum)
+            return None
+    raw_label = cell_text(cells.get("emotion"))
+    values["label"] = raw_label
+    applied = apply_corrections(spec.name, subject, clip, values) if corrections else []
+    label = values["label"].strip().lower()
+    label = spec.label_aliases.get(label, label)
+    if label not in spec.labels:
+        collect.fail("skipped_row", f"{where}: unknown {spec.name} label {raw_label!r} (expected one of "
+                     f"{sorted(spec.labels)})", file=str(path), row=rownum)
+        return None
+    onset, offset = values["onset"], values["offset"]
+    if offset < onset:
+        collect.fail("skipped_row", f"{where}: offset {offset} is before onset {onset} (expected onset <= offset)",
+                     file=str(path), row=rownum)
+        return None
+    meta: dict[str, Any] = {"source": str(path), "row": rownum, "emotion_raw": raw_label}
+    if has_apex:
+        apex, reason = apex_fallback(onset, values["apex"], offset)
+    else:
+        apex, reason = None, "no apex in this annotation"
+    if reason:
+        meta["apex_fallback"] = reason
+    if applied:
+        meta["corrections"] = applied
+    meta.update({f: cell_text(cells.get(f)) for f in spec.meta_fields if cell_text(cells.get(f))})
+    if spec.extra:
+        meta.update(spec.extra(cells))
+    return {
+        "dataset": spec.name, "subject": subject, "clip": clip, "onset": onset, "apex": apex, "offset": offset,
+        "label": label, "aus": parse_aus(cells.get("aus")), "fps": float(fps) if fps is not None else row_fps(cells, spec.fps),
+        "meta": meta,
+    }
+
+
+def row_fps(cells: dict[str, Any], default: float) -> float:
+    """A per-row ``fps`` cell when present and numeric (MEVIEW), else ``default``."""
+    try:
+        return float(cell_text(cells.get("fps"))) if not is_blank(cells.get("fps")) else float(default)
+    except ValueError:
+        return float(default)
