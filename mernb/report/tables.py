@@ -60,10 +60,11 @@ def _scale_for(scale: float | Mapping[str, float], metric: str) -> float:
 def _fmt(value: float, signed: bool = False) -> str:
     if value is None or math.isnan(value):
         return MISSING
+    spec = ".2f" if value == 0 or abs(value) >= 0.1 else ".2g"  # 0.003 M params stays visible
     if signed:
-        text = f"{value:+.2f}"
+        text = format(value, "+" + spec)
         return text.replace("-", "−") if value < 0 else text
-    return f"{value:.2f}"
+    return format(value, spec)
 
 
 def paper_vs_ours(
