@@ -1,0 +1,237 @@
+"""Figures for the book, each returned as a matplotlib ``Figure`` (no pyplot state, safe under Agg).
+
+Figures are built with ``matplotlib.figure.Figure`` directly, so a notebook shows one only when it is
+displayed or glued (:func:`mernb.report.glue.glue_figure`), never twice.
+
+- :func:`plot_confusion`: MPT Fig. 4, confusion matrices in every paper notebook.
+- :func:`plot_tsne`: MPT Fig. 9 (feature distribution).
+- :func:`pca_first_component_maps`, :func:`plot_pca_components`: HLoRA Fig. 4.
+- :func:`plot_bars`: MPT Fig. 6 (per-class accuracy, baseline vs MPT).
+- :func:`plot_curve`: MPT Fig. 5 (number of prompts), HLoRA Fig. 3 (N_l), MA2MI Fig. 4 (interval).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from mernb.errors import MernbError
+
+
+def _class_indices(labels: Sequence[Any], classes: Sequence[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    out = []
+    for value in labels:
+        if isinstance(value, str):
+            if value not in index:
+                raise MernbError(f"label {value!r} is not one of the classes {list(classes)}")
+            out.append(index[value])
+        else:
+            i = int(value)
+            if not 0 <= i < len(classes):
+                raise MernbError(f"label index {i} outside [0, {len(classes)})")
+            out.append(i)
+    return np.asarray(out, dtype=int)
+
+
+def plot_confusion(cm: Any, classes: Sequence[str], *, normalize: bool = True, title: str | None = None,
+                   cmap: str = "Blues") -> Figure:
+    """Confusion matrix heatmap (rows = truth, columns = prediction), every cell annotated.
+
+    ``normalize=True`` divides each row by its number of true samples (empty rows stay 0) and prints
+    percentages; otherwise counts.
+    """
+    import seaborn as sns
+
+    cm = np.asarray(cm, dtype=float)
+    k = len(classes)
+    if cm.shape != (k, k):
+        raise MernbError(f"confusion matrix has shape {cm.shape}, expected ({k}, {k}) for classes {list(classes)}")
+    if normalize:
+        totals = cm.sum(axis=1, keepdims=True)
+        shown = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0) * 100.0
+        fmt, vmax = ".1f", 100.0
+    else:
+        shown, fmt, vmax = cm, ".0f", None
+    size = max(3.2, 0.75 * k + 1.6)
+    fig = Figure(figsize=(size + 0.8, size), layout="constrained")
+    ax = fig.add_subplot()
+    sns.heatmap(shown, annot=True, fmt=fmt, cmap=cmap, vmin=0.0, vmax=vmax, square=True, cbar=True,
+                xticklabels=list(classes), yticklabels=list(classes), ax=ax,
+                cbar_kws={"label": "% of true class" if normalize else "samples"})
+    ax.set_xlabel("Predicted")
+    ax.set_ylabel("True")
+    ax.tick_params(axis="x", labelrotation=45)
+    ax.tick_params(axis="y", labelrotation=0)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def _scatter_by_class(ax: Any, xy: np.ndarray, idx: np.ndarray, classes: Sequence[str]) -> None:
+    import seaborn as sns
+
+    palette = sns.color_palette("tab10" if len(classes) <= 10 else "husl", len(classes))
+    for i, name in enumerate(classes):
+        mask = idx == i
+        if mask.any():
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=14, color=palette[i], label=name, alpha=0.85,
+                       edgecolors="none")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(frameon=False, fontsize="small", markerscale=1.5)
+
+
+def tsne_embedding(features: Any, *, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+    """2-D t-SNE of ``features`` (N, D); perplexity is clamped to (N − 1) / 3 (at least 1) for small N."""
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
+    n = len(x)
+    if n < 3:
+        raise MernbError(f"t-SNE needs at least 3 samples, got {n}")
+    perp = float(min(perplexity, max(1.0, (n - 1) / 3.0)))
+    return TSNE(n_components=2, perplexity=perp, init="pca", learning_rate="auto", random_state=seed).fit_transform(x)
+
+
+def plot_tsne(features: Any, labels: Sequence[Any], classes: Sequence[str], *, seed: int = 0,
+              perplexity: float = 30.0, title: str | None = None) -> Figure:
+    """t-SNE scatter of features coloured by class (labels: indices or class names)."""
+    idx = _class_indices(labels, classes)
+    if len(idx) != len(features):
+        raise MernbError(f"{len(features)} feature rows but {len(idx)} labels")
+    xy = tsne_embedding(features, seed=seed, perplexity=perplexity)
+    fig = Figure(figsize=(4.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    _scatter_by_class(ax, xy, idx, classes)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def pca_first_component_maps(patch_features: Any, *, normalize: bool = True) -> np.ndarray:
+    """First PCA component of ViT patch features, one map per image (HLoRA Fig. 4, as in DINOv2).
+
+    ``patch_features`` is (N, h, w, d); one PCA is fitted on all N·h·w patches so the maps share a
+    scale. Returns (N, h, w), min-max scaled to [0, 1] over all maps when ``normalize``.
+    """
+    from sklearn.decomposition import PCA
+
+    f = np.asarray(patch_features, dtype=np.float64)
+    if f.ndim != 4:
+        raise MernbError(f"patch features must be (N, h, w, d), got shape {f.shape}")
+    n, h, w, d = f.shape
+    flat = f.reshape(-1, d)
+    if len(flat) < 2:
+        raise MernbError("PCA needs at least two patches")
+    comp = PCA(n_components=1).fit_transform(flat)[:, 0]
+    if normalize:
+        lo, hi = comp.min(), comp.max()
+        comp = (comp - lo) / (hi - lo) if hi > lo else np.zeros_like(comp)
+    return comp.reshape(n, h, w)
+
+
+def plot_pca_components(maps: Any | Mapping[str, Any], *, images: Any | None = None,
+                        titles: Sequence[str] | None = None, cmap: str = "viridis") -> Figure:
+    """Grid of first-component maps: one row per setting (dict label → (N, h, w)), one column per image.
+
+    ``images`` (N, H, W[, 3]) adds a top row with the input frames (HLoRA Fig. 4: frames, N_l = 0, N_l = 2).
+    """
+    rows = dict(maps) if isinstance(maps, Mapping) else {"": maps}
+    rows = {k: np.asarray(v) for k, v in rows.items()}
+    counts = {v.shape[0] for v in rows.values()}
+    if len(counts) != 1 or any(v.ndim != 3 for v in rows.values()):
+        raise MernbError(f"every map set must be (N, h, w) with the same N; got {[v.shape for v in rows.values()]}")
+    n = counts.pop()
+    grid = ([("input", np.asarray(images))] if images is not None else []) + list(rows.items())
+    if images is not None and len(grid[0][1]) != n:
+        raise MernbError(f"{len(grid[0][1])} images for {n} maps")
+    fig = Figure(figsize=(1.8 * n + 0.6, 1.8 * len(grid)), layout="constrained")
+    axes = np.asarray(fig.subplots(len(grid), n, squeeze=False))
+    for r, (label, stack) in enumerate(grid):
+        for c in range(n):
+            ax = axes[r, c]
+            img = stack[c]
+            if label == "input":
+                ax.imshow(img if img.ndim == 3 else img, cmap=None if img.ndim == 3 else "gray")
+            else:
+                ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0 if img.max() <= 1.0 else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0 and label:
+                ax.set_ylabel(label)
+            if r == 0 and titles is not None:
+                ax.set_title(titles[c], fontsize="small")
+    return fig
+
+
+def plot_bars(per_class: Mapping[str, Any], *, classes: Sequence[str] | None = None,
+              ylabel: str = "Accuracy (%)", title: str | None = None, annotate: bool = True) -> Figure:
+    """Grouped bars per class: ``{series: {class: value}}`` (e.g. baseline vs MPT), or one ``{class: value}``."""
+    first = next(iter(per_class.values()), None)
+    if first is None:
+        raise MernbError("plot_bars: nothing to plot")
+    series = dict(per_class) if isinstance(first, Mapping) else {"": dict(per_class)}
+    if classes is None:
+        classes = list(dict.fromkeys(c for s in series.values() for c in s))
+    k, m = len(classes), len(series)
+    width = 0.8 / m
+    fig = Figure(figsize=(max(4.0, 0.9 * k * max(1, m) / 1.5 + 1.5), 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(k)
+    for j, (name, values) in enumerate(series.items()):
+        heights = [float(values.get(c, np.nan)) for c in classes]
+        bars = ax.bar(x - 0.4 + width * (j + 0.5), heights, width, label=name or None)
+        if annotate:
+            ax.bar_label(bars, fmt="%.1f", fontsize="x-small", padding=1)
+    ax.set_xticks(x, list(classes))
+    ax.set_ylabel(ylabel)
+    if m > 1:
+        ax.legend(frameon=False, fontsize="small")
+    ax.spines[["top", "right"]].set_visible(False)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_curve(x: Sequence[Any], ys: Mapping[str, Sequence[float]], *, xlabel: str = "", ylabel: str = "",
+               title: str | None = None, marker: str = "o", annotate: bool = False) -> Figure:
+    """Lines over a sweep (e.g. Acc and F1 vs number of prompts or N_l); NaN points are left out."""
+    fig = Figure(figsize=(4.6, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    xs = list(x)
+    for label, values in ys.items():
+        values = [np.nan if v is None else float(v) for v in values]
+        if len(values) != len(xs):
+            raise MernbError(f"series {label!r} has {len(values)} values for {len(xs)} x positions")
+        ax.plot(xs, values, marker=marker, label=label)
+        if annotate:
+            for xv, yv in zip(xs, values, strict=True):
+                if not np.isnan(yv):
+                    ax.annotate(f"{yv:.2f}", (xv, yv), textcoords="offset points", xytext=(0, 5),
+                                ha="center", fontsize="x-small")
+    if all(isinstance(v, int | np.integer) for v in xs):
+        ax.set_xticks(xs)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if len(ys) > 1:
+        ax.legend(frameon=False, fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 150) -> Path:
+    """Save ``fig`` (format from the suffix: .png, .svg, .pdf), creating parent folders; returns the path."""
+    path = Path(path)
+    if not path.suffix:
+        raise MernbError(f"save_figure: {path} has no suffix (.png, .svg or .pdf)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path

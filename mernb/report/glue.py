@@ -1,0 +1,77 @@
+"""Thin wrappers over ``myst_nb.glue`` for numbers, tables and figures (``display=False`` by default).
+
+Key naming (stable across runs and plans, unique within a notebook): lower case, ``_`` separated,
+``<paper>_<artifact>_<dataset>_<metric>[_<who>]`` where artifact is the table/figure as numbered in the
+paper and who is ``ours`` / ``paper`` / ``delta``, e.g. ``mpt_table6_smic_acc_ours``,
+``hlora_table3_casme2_f1_paper``, ``ma2mi_table1_table`` (a whole table), ``hlora_fig4_pca`` (a figure).
+Build them with :func:`glue_key`. Book pages paste them with ``{glue:text}`key` ``,
+``{glue:}`key` `` or ``{glue:figure} key`` with a ``:name:`` label (pages refer to the label).
+Used by every paper notebook.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mernb.errors import MernbError
+
+_KEY = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
+
+
+def glue_key(*parts: Any) -> str:
+    """Join parts into a valid key: ``glue_key("mpt", "Table VI", "smic", "acc", "ours")`` → ``mpt_table_vi_smic_acc_ours``."""
+    text = "_".join(str(p) for p in parts if p is not None and str(p) != "")
+    key = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    if not key:
+        raise MernbError(f"glue_key: no usable characters in {parts!r}")
+    return key
+
+
+def _check(key: str) -> str:
+    if not _KEY.match(key):
+        raise MernbError(f"glue key {key!r} must be lower case letters/digits joined by '_' (see glue_key)")
+    return key
+
+
+class GluedNumber(float):
+    """A float whose text form is already formatted, so ``{glue:}`key` `` shows e.g. ``86.59``."""
+
+    fmt: str
+
+    def __new__(cls, value: float, fmt: str = "{:.2f}") -> GluedNumber:
+        obj = super().__new__(cls, value)
+        obj.fmt = fmt
+        return obj
+
+    def __repr__(self) -> str:
+        value = float(self)
+        return self.fmt.format(value) if "{" in self.fmt else format(value, self.fmt)
+
+    __str__ = __repr__
+
+
+def glue_number(key: str, value: float, fmt: str = "{:.2f}", *, display: bool = False) -> GluedNumber:
+    """Glue a number shown with ``fmt`` (``"{:.2f}"`` or ``".1f"``); ``{glue:text}`key:.1f` `` still works."""
+    number = GluedNumber(float(value), fmt)
+    repr(number)  # fail here on a bad format, not in the book build
+    _glue(_check(key), number, display)
+    return number
+
+
+def glue_table(key: str, table: Any, *, display: bool = False) -> Any:
+    """Glue a DataFrame or pandas Styler (e.g. from :func:`mernb.report.tables.style_table`)."""
+    _glue(_check(key), table, display)
+    return table
+
+
+def glue_figure(key: str, fig: Any, *, display: bool = False) -> Any:
+    """Glue a matplotlib Figure; place it with ``{glue:figure} key`` and a ``:name:`` label."""
+    _glue(_check(key), fig, display)
+    return fig
+
+
+def _glue(key: str, obj: Any, display: bool) -> None:
+    from myst_nb import glue
+
+    glue(key, obj, display=display)

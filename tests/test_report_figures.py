@@ -1,0 +1,77 @@
+"""Figures return matplotlib Figures with the expected axes and annotations (Agg, small inputs)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from mernb.errors import MernbError  # noqa: E402
+from mernb.report.figures import (  # noqa: E402
+    pca_first_component_maps,
+    plot_bars,
+    plot_confusion,
+    plot_curve,
+    plot_pca_components,
+    plot_tsne,
+    save_figure,
+)
+
+CLASSES = ["positive", "negative", "surprise"]
+
+
+def test_confusion_annotates_every_cell():
+    cm = np.array([[5, 1, 0], [2, 6, 2], [0, 0, 0]])
+    fig = plot_confusion(cm, CLASSES, title="SMIC")
+    assert isinstance(fig, Figure)
+    heat = fig.axes[0]
+    texts = [t.get_text() for t in heat.texts]
+    assert len(texts) == 9
+    assert "83.3" in texts and "60.0" in texts  # row-normalised percent
+    counts = plot_confusion(cm, CLASSES, normalize=False)
+    assert "6" in [t.get_text() for t in counts.axes[0].texts]
+    with pytest.raises(MernbError, match="shape"):
+        plot_confusion(np.zeros((2, 2)), CLASSES)
+
+
+def test_tsne_small_n(tmp_path):
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(12, 16))
+    labels = ["positive"] * 4 + ["negative"] * 4 + [2] * 4
+    fig = plot_tsne(feats, labels, CLASSES, seed=0)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    assert sum(len(c.get_offsets()) for c in fig.axes[0].collections) == 12
+    path = save_figure(fig, tmp_path / "sub" / "tsne.png")
+    assert path.is_file() and path.stat().st_size > 0
+    with pytest.raises(MernbError, match="not one of"):
+        plot_tsne(feats, ["x"] * 12, CLASSES)
+
+
+def test_pca_first_component_maps_and_grid():
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(3, 4, 5, 8))
+    feats[..., 0] += np.linspace(0, 10, 5)  # a dominant direction
+    maps = pca_first_component_maps(feats)
+    assert maps.shape == (3, 4, 5)
+    assert maps.min() == pytest.approx(0.0) and maps.max() == pytest.approx(1.0)
+    fig = plot_pca_components({"N_l = 0": maps, "N_l = 2": maps}, images=rng.random((3, 16, 16, 3)),
+                              titles=["a", "b", "c"])
+    assert len(fig.axes) == 9
+    with pytest.raises(MernbError, match=r"\(N, h, w, d\)"):
+        pca_first_component_maps(np.zeros((3, 4, 5)))
+
+
+def test_bars_and_curve():
+    fig = plot_bars({"baseline": {"positive": 60.0, "negative": 70.0}, "MPT": {"positive": 80.0, "negative": 90.0}},
+                    classes=["positive", "negative"])
+    ax = fig.axes[0]
+    assert len(ax.patches) == 4 and [t.get_text() for t in ax.get_xticklabels()] == ["positive", "negative"]
+    single = plot_bars({"positive": 1.0, "negative": 2.0, "surprise": 3.0})
+    assert len(single.axes[0].patches) == 3
+    curve = plot_curve([0, 1, 3, 5, 7], {"Acc": [80, 82, 84, 86.59, 85], "F1": [79, None, 83, 86.01, 84]},
+                       xlabel="motion prompts", annotate=True)
+    assert len(curve.axes[0].lines) == 2
+    with pytest.raises(MernbError, match="values for"):
+        plot_curve([1, 2], {"Acc": [1.0]})

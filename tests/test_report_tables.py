@@ -1,0 +1,84 @@
+"""Paper-vs-ours tables: differences, missing values, counts, HTML styling, glue wrappers."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from mernb.errors import MernbError
+from mernb.report import glue as glue_mod
+from mernb.report.paper import paper_numbers
+from mernb.report.tables import counts_vs_paper, paper_vs_ours, style_table
+
+
+def test_paper_vs_ours_differences_and_missing():
+    paper = paper_numbers("mpt", "Table VI")
+    ours = {"MPT (Ours)": {"acc": 0.8, "uf1": 0.9012}, "full fine-tuning": {"acc": 0.7744}}
+    raw = paper_vs_ours(paper, ours, metrics=("acc", ("f1", "uf1")), formatted=False)
+    acc, f1 = "Acc (%)", "F1 (%)"
+    assert raw.loc["MPT (Ours)", (acc, "Δ")] == pytest.approx(80.0 - 86.59)
+    assert raw.loc["MPT (Ours)", (f1, "Δ")] == pytest.approx(90.12 - 86.01)
+    assert raw.loc["full fine-tuning", (acc, "Δ")] == pytest.approx(0.0)
+    assert math.isnan(raw.loc["w/o pretraining", (acc, "Ours")])
+    assert list(raw.index) == paper["row"].unique().tolist()
+
+    text = paper_vs_ours(paper, ours, metrics=("acc", ("f1", "uf1")))
+    assert text.loc["MPT (Ours)", (acc, "Paper")] == "86.59"
+    assert text.loc["MPT (Ours)", (acc, "Δ")] == "−6.59"
+    assert text.loc["MPT (Ours)", (f1, "Δ")] == "+4.11"
+    assert text.loc["w/o pretraining", (acc, "Ours")] == "–"
+    assert text.loc["w/o pretraining", (acc, "Δ")] == "–"
+
+
+def test_paper_vs_ours_ratio_units_params_and_extra_rows():
+    paper = paper_numbers("ma2mi", "Table 1", dataset="casme2")
+    out = paper_vs_ours(paper, {"MA2MI": {"uf1": 0.8882}, "smoke": {"uf1": 0.5}}, metrics=["uf1"],
+                        formatted=False)
+    assert out.loc["MA2MI", ("UF1 (%)", "Paper")] == pytest.approx(88.82)
+    assert out.loc["MA2MI", ("UF1 (%)", "Δ")] == pytest.approx(0.0)
+    assert list(out.index)[-1] == "smoke" and math.isnan(out.loc["smoke", ("UF1 (%)", "Paper")])
+    params = paper_vs_ours(paper_numbers("mpt", "Table VI"), {"MPT (Ours)": {"params_m": 5.2}},
+                           metrics=["params_m"])
+    assert params.loc["MPT (Ours)", ("#Params (M)", "Ours")] == "5.20"
+    assert params.loc["partial fine-tuning", ("#Params (M)", "Paper")] == "0.003"
+
+
+def test_paper_vs_ours_rejects_mixed_datasets_and_accepts_records():
+    with pytest.raises(MernbError, match="several datasets"):
+        paper_vs_ours(paper_numbers("hlora", "Table 3"), {})
+    records = [{"row": "A", "metric": "acc", "value": 50.0}]
+    out = paper_vs_ours(records, {"A": {"acc": 0.5}}, metrics=["acc"], formatted=False)
+    assert out.loc["A", ("Acc (%)", "Δ")] == 0.0
+
+
+def test_counts_vs_paper():
+    out = counts_vs_paper({"Happiness": 32, "Disgust": 60, "Fear": 1}, {"Happiness": 32, "Disgust": 63, "Others": 99})
+    assert list(out.index) == ["Happiness", "Disgust", "Others", "Fear", "Total"]
+    assert out.loc["Disgust", "Δ"] == -3
+    assert pd.isna(out.loc["Others", "Ours"]) and pd.isna(out.loc["Others", "Δ"])
+    assert out.loc["Total", "Paper"] == 194 and out.loc["Total", "Ours"] == 93
+
+
+def test_style_table_html():
+    df = paper_vs_ours(paper_numbers("mpt", "Table VIII"), {"MPT (Ours)": {"acc": 0.86}}, metrics=["acc"],
+                       formatted=False)
+    html = style_table(df, caption="Table VIII", highlight="MPT (Ours)").to_html()
+    assert "Table VIII" in html and "–" in html and "86.59" in html and "font-weight: bold" in html
+    flat = style_table(pd.DataFrame({"a": [1.234, None]})).to_html()
+    assert "1.23" in flat and "–" in flat
+    with pytest.raises(MernbError, match="highlight"):
+        style_table(df, highlight="nope")
+
+
+def test_glue_wrappers(monkeypatch):
+    calls = []
+    monkeypatch.setattr(glue_mod, "_glue", lambda key, obj, display: calls.append((key, obj, display)))
+    number = glue_mod.glue_number("mpt_table6_smic_acc_ours", 86.5912)
+    assert repr(number) == "86.59" and float(number) == pytest.approx(86.5912)
+    assert repr(glue_mod.glue_number("k_1", 0.5, ".1%")) == "50.0%"
+    df = pd.DataFrame({"a": [1]})
+    assert glue_mod.glue_table("t", df) is df
+    assert [c[0] for c in calls] == ["mpt_table6_smic_acc_ours", "k_1", "t"] and not any(c[2] for c in calls)
+    assert glue_mod.glue_key("MPT", "Table VI", "SMIC", "acc", "ours") == "mpt_table_vi_smic_acc_ours"
+    with pytest.raises(MernbError, match="glue key"):
+        glue_mod.glue_number("Bad Key", 1.0)
