@@ -73,12 +73,28 @@ def test_style_table_html():
 def test_glue_wrappers(monkeypatch):
     calls = []
     monkeypatch.setattr(glue_mod, "_glue", lambda key, obj, display: calls.append((key, obj, display)))
-    number = glue_mod.glue_number("mpt_table6_smic_acc_ours", 86.5912)
+    assert glue_mod.glue_number("mpt_table6_smic_acc_ours", 86.5912) is None
+    number = calls[0][1]
     assert repr(number) == "86.59" and float(number) == pytest.approx(86.5912)
-    assert repr(glue_mod.glue_number("k_1", 0.5, ".1%")) == "50.0%"
+    glue_mod.glue_number("k_1", 0.5, ".1%")
+    assert repr(calls[1][1]) == "50.0%"
     df = pd.DataFrame({"a": [1]})
-    assert glue_mod.glue_table("t", df) is df
+    glue_mod.glue_table("t", df)
+    assert calls[2][1] is df
     assert [c[0] for c in calls] == ["mpt_table6_smic_acc_ours", "k_1", "t"] and not any(c[2] for c in calls)
     assert glue_mod.glue_key("MPT", "Table VI", "SMIC", "acc", "ours") == "mpt_table_vi_smic_acc_ours"
     with pytest.raises(MernbError, match="glue key"):
         glue_mod.glue_number("Bad Key", 1.0)
+
+
+def test_glue_figure_stores_png(monkeypatch):
+    from IPython.core.formatters import format_display_data
+    from matplotlib.figure import Figure
+
+    calls = []
+    monkeypatch.setattr(glue_mod, "_glue", lambda key, obj, display: calls.append(obj))
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    glue_mod.glue_figure("mpt_fig5_prompts", fig)
+    bundle, _ = format_display_data(calls[0])
+    assert bundle["image/png"][:4] == b"\x89PNG" and len(calls) == 1

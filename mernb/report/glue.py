@@ -11,6 +11,7 @@ Used by every paper notebook.
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Any
 
@@ -51,24 +52,45 @@ class GluedNumber(float):
     __str__ = __repr__
 
 
-def glue_number(key: str, value: float, fmt: str = "{:.2f}", *, display: bool = False) -> GluedNumber:
-    """Glue a number shown with ``fmt`` (``"{:.2f}"`` or ``".1f"``); ``{glue:text}`key:.1f` `` still works."""
+def glue_number(key: str, value: float, fmt: str = "{:.2f}", *, display: bool = False) -> None:
+    """Glue a number shown with ``fmt`` (``"{:.2f}"`` or ``".1f"``); ``{glue:text}`key:.1f` `` still works.
+
+    The glue helpers return None, so a glue call as a cell's last line shows nothing twice.
+    """
     number = GluedNumber(float(value), fmt)
     repr(number)  # fail here on a bad format, not in the book build
     _glue(_check(key), number, display)
-    return number
 
 
-def glue_table(key: str, table: Any, *, display: bool = False) -> Any:
+def glue_table(key: str, table: Any, *, display: bool = False) -> None:
     """Glue a DataFrame or pandas Styler (e.g. from :func:`mernb.report.tables.style_table`)."""
     _glue(_check(key), table, display)
-    return table
 
 
-def glue_figure(key: str, fig: Any, *, display: bool = False) -> Any:
-    """Glue a matplotlib Figure; place it with ``{glue:figure} key`` and a ``:name:`` label."""
-    _glue(_check(key), fig, display)
-    return fig
+class FigureImage:
+    """A matplotlib Figure rendered to PNG, whatever the notebook's backend (``_repr_png_`` for IPython)."""
+
+    def __init__(self, fig: Any, dpi: int = 150) -> None:
+        self.fig = fig
+        self.dpi = dpi
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.fig.savefig(buf, format="png", dpi=self.dpi, bbox_inches="tight")
+        return buf.getvalue()
+
+    def __repr__(self) -> str:
+        width, height = self.fig.get_size_inches()
+        return f"<Figure {width:.1f}x{height:.1f} in>"
+
+
+def glue_figure(key: str, fig: Any, *, display: bool = False, dpi: int = 150) -> None:
+    """Glue a matplotlib Figure as PNG; place it with ``{glue:figure} key`` and a ``:name:`` label.
+
+    The figure is rendered here, so it works for the bare ``Figure`` objects of
+    :mod:`mernb.report.figures` without pyplot or the inline backend.
+    """
+    _glue(_check(key), FigureImage(fig, dpi), display)
 
 
 def _glue(key: str, obj: Any, display: bool) -> None:
