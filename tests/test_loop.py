@@ -21,6 +21,15 @@ from mernb.train.loop import (
 from mernb.train.runtime import amp_context, make_generator, pick_device, set_seed
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run faster on one thread than fighting for shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class Blobs(Dataset):
     """Two Gaussian blobs in 8-D; yields (x, label, index) or ({'x': x}, label, index)."""
 

@@ -1,0 +1,129 @@
+"""``TorchExperiment``: the generic ``Experiment`` for any torch model, trained per fold by ``train_model``.
+
+A fresh model per fold, a fixed number of epochs, then one prediction pass over the held-out samples:
+no epoch or checkpoint is ever chosen by looking at the test subject (the defect of methods.md §1.6).
+
+Used by the MPT, HLoRA-MER and MA2MI notebooks, each with its own ``model_fn`` and ``dataset_fn``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from mernb.data.records import Sample
+from mernb.errors import ConfigError, MernbError
+from mernb.train.loop import OptimConfig, SchedulerConfig, as_scheduler_config, predict, train_model
+from mernb.train.loso import Fold, FoldOutput
+from mernb.train.runtime import make_generator, pick_device, seed_worker, set_seed
+
+_AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class TorchExperiment:
+    """Train ``model_fn(num_classes)`` on ``dataset_fn(train, True)``, predict ``dataset_fn(test, False)``.
+
+    ``dataset_fn(samples, train)`` returns a torch ``Dataset`` yielding ``(inputs, label_index, index)``
+    where ``index`` is the sample's position in ``samples`` (label with ``mernb.train.loso.label_index``:
+    held-out samples arrive with their label hidden and get -1). ``details`` holds everything else that
+    defines the run (backbone, input size, augmentation, loss...): it is part of ``config`` and so of
+    the resume hash. ``on_fold_end(fold, model, info)`` gets ``info = {"history", "logits", "index"}``
+    (e.g. to save features or a checkpoint); ``keep_model`` keeps each fold's model (on the CPU) in
+    ``models``. Device, workers and progress bars do not enter ``config``.
+    """
+
+    name: str
+    model_fn: Callable[[int], nn.Module]
+    dataset_fn: Callable[[list[Sample], bool], Dataset]
+    num_classes: int
+    epochs: int
+    batch_size: int = 32
+    optimizer: OptimConfig = field(default_factory=OptimConfig)
+    scheduler: SchedulerConfig | str = "none"
+    eval_batch_size: int | None = None
+    drop_last: bool = False
+    amp: bool = True
+    amp_dtype: str = "bfloat16"
+    grad_clip: float | None = None
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 0
+    device: str | None = None
+    progress: bool = True
+    keep_model: bool = False
+    on_fold_end: Callable[[Fold, nn.Module, dict[str, Any]], None] | None = None
+    models: dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.amp_dtype not in _AMP_DTYPES:
+            raise ConfigError(f"amp_dtype must be one of {sorted(_AMP_DTYPES)}, got {self.amp_dtype!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.num_classes < 2:
+            raise ConfigError("TorchExperiment needs epochs >= 1, batch_size >= 1 and num_classes >= 2")
+        self.scheduler = as_scheduler_config(self.scheduler)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable settings that define the predictions (hashed by the runner for resuming)."""
+        return {
+            "kind": "torch",
+            "name": self.name,
+            "num_classes": self.num_classes,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "drop_last": self.drop_last,
+            "optimizer": self.optimizer.to_dict(),
+            "scheduler": self.scheduler.to_dict(),
+            "amp": self.amp,
+            "amp_dtype": self.amp_dtype,
+            "grad_clip": self.grad_clip,
+            "details": self.details,
+        }
+
+    def fit_predict(self, train: list[Sample], test: list[Sample], *, seed: int, fold: Fold) -> FoldOutput:
+        """Fresh model, ``epochs`` epochs on ``train``, softmax scores and argmax predictions for ``test``."""
+        device = pick_device(self.device)
+        dtype = _AMP_DTYPES[self.amp_dtype]
+        set_seed(seed)
+        model = self.model_fn(self.num_classes)
+        train_loader = DataLoader(
+            self.dataset_fn(train, True), batch_size=self.batch_size, shuffle=True, drop_last=self.drop_last,
+            num_workers=self.num_workers, generator=make_generator(seed), worker_init_fn=seed_worker,
+            pin_memory=device.type == "cuda",
+        )
+        history = train_model(
+            model, train_loader, epochs=self.epochs, optimizer=self.optimizer, scheduler=self.scheduler,
+            device=device, amp=self.amp, amp_dtype=dtype, grad_clip=self.grad_clip, loss_fn=self.loss_fn,
+            progress=self.progress, desc=fold.name,
+        )
+        test_loader = DataLoader(
+            self.dataset_fn(test, False), batch_size=self.eval_batch_size or self.batch_size, shuffle=False,
+            num_workers=self.num_workers, pin_memory=device.type == "cuda",
+        )
+        logits, index = predict(model, test_loader, device, amp=self.amp, amp_dtype=dtype)
+        if index.tolist() != list(range(len(test))):
+            raise MernbError(
+                f"fold {fold.name}: dataset_fn(test, False) must yield each of the {len(test)} test samples once, "
+                "with its position in the list as index"
+            )
+        if logits.shape[1] != self.num_classes:
+            raise MernbError(f"fold {fold.name}: model gives {logits.shape[1]} logits, expected {self.num_classes}")
+        probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        if self.on_fold_end is not None:
+            self.on_fold_end(fold, model, {"history": history, "logits": logits, "index": index})
+        if self.keep_model:
+            self.models[fold.name] = model.cpu()
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return FoldOutput(
+            pred=np.argmax(logits, axis=1).tolist(),
+            scores=probs.astype(float).tolist(),
+            extras={"history": history},
+        )

@@ -1,0 +1,289 @@
+"""Folds (LOSO, subject k-fold, holdout), the resumable runner and TorchExperiment on tiny random data."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from mernb.data.records import Sample
+from mernb.errors import ConfigError, MernbError
+from mernb.train.experiment import TorchExperiment
+from mernb.train.loop import OptimConfig
+from mernb.train.loso import (
+    HIDDEN_LABEL,
+    Experiment,
+    Fold,
+    FoldOutput,
+    holdout_fold,
+    kfold_subject_folds,
+    label_index,
+    loso_folds,
+    run_folds,
+    run_loso,
+)
+from mernb.train.metrics import compute_metrics, per_group_metrics
+
+CLASSES = ["negative", "positive", "surprise"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run faster on one thread than fighting for shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_samples(datasets=("casme2", "samm"), subjects=("1", "2", "10", "3"), per_subject=6, seed=0, sep=3.0):
+    """Samples whose ``meta['x']`` is an 8-D point around a class mean (separable when ``sep`` is large).
+
+    Both datasets use the same subject ids, as a composite does.
+    """
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(len(CLASSES), 8)) * sep
+    out = []
+    for ds in datasets:
+        for subj in subjects:
+            for k in range(per_subject):
+                c = (k + int(subj)) % len(CLASSES)
+                x = (means[c] + rng.normal(size=8)).astype(np.float32)
+                out.append(Sample(ds, subj, f"clip{k}", 10 * k, None, 10 * k + 5, CLASSES[c], meta={"x": x}))
+    return out
+
+
+def check_folds(samples, folds, *, all_tested=True):
+    tested = Counter()
+    for fold in folds:
+        train_subj = {samples[i].subject_key for i in fold.train_idx}
+        test_subj = {samples[i].subject_key for i in fold.test_idx}
+        assert not train_subj & test_subj, fold.name
+        assert not set(fold.train_idx) & set(fold.test_idx)
+        assert set(fold.test_subjects) == test_subj
+        tested.update(fold.test_idx)
+    if all_tested:
+        assert sorted(tested) == list(range(len(samples))) and set(tested.values()) == {1}
+
+
+def test_loso_one_fold_per_subject_key_and_composites_stay_apart():
+    samples = make_samples()
+    folds = loso_folds(samples)
+    assert len(folds) == 8  # 4 subject ids x 2 datasets: casme2/1 and samm/1 are different people
+    assert [f.test_subject for f in folds[:4]] == ["casme2/1", "casme2/2", "casme2/3", "casme2/10"]
+    assert len({f.name for f in folds}) == 8 and "/" not in folds[0].name
+    check_folds(samples, folds)
+    assert all(len(f.train_idx) + len(f.test_idx) == len(samples) for f in folds)
+    assert loso_folds(samples) == folds  # deterministic
+    with pytest.raises(MernbError, match="two subjects"):
+        loso_folds(samples[:6])
+
+
+def test_kfold_subject_folds():
+    samples = make_samples(subjects=("1", "2", "3", "4", "5", "6", "7"))
+    folds = kfold_subject_folds(samples, k=5, seed=0)
+    assert len(folds) == 5
+    check_folds(samples, folds)
+    sizes = [len(f.test_idx) for f in folds]
+    assert max(sizes) - min(sizes) <= 6  # balanced to within one subject
+    assert kfold_subject_folds(samples, k=5, seed=0) == folds
+    assert kfold_subject_folds(samples, k=5, seed=1) != folds
+    with pytest.raises(MernbError, match="k-fold"):
+        kfold_subject_folds(samples, k=15)
+
+
+def test_holdout_fold():
+    train = make_samples(datasets=("casme2", "samm"))
+    test = make_samples(datasets=("smic",))
+    samples, fold = holdout_fold(train, test)
+    assert fold.name == "casme2+samm-to-smic"
+    check_folds(samples, [fold], all_tested=False)
+    assert [samples[i] for i in fold.test_idx] == test
+    with pytest.raises(MernbError, match="both sides"):
+        holdout_fold(train, train[:3])
+
+
+class Centroid:
+    """Deterministic nearest-centroid experiment that counts fits and can fail after N folds."""
+
+    name = "centroid"
+
+    def __init__(self, fail_after=None, shrink=0.0):
+        self.fail_after = fail_after
+        self.shrink = shrink
+        self.fits = []
+
+    @property
+    def config(self):
+        return {"shrink": self.shrink}
+
+    def fit_predict(self, train, test, *, seed, fold):
+        if self.fail_after is not None and len(self.fits) >= self.fail_after:
+            raise KeyboardInterrupt("killed mid-LOSO")
+        self.fits.append(fold.name)
+        assert all(s.label == HIDDEN_LABEL for s in test), "test labels must be hidden"
+        assert all(label_index(s, CLASSES) == -1 for s in test)
+        assert HIDDEN_LABEL not in {s.label for s in train}
+        X = np.stack([s.meta["x"] for s in train])
+        y = np.array([label_index(s, CLASSES) for s in train])
+        cent = np.stack([X[y == c].mean(0) * (1 - self.shrink) for c in range(len(CLASSES))])
+        d = ((np.stack([s.meta["x"] for s in test])[:, None] - cent[None]) ** 2).sum(-1)
+        scores = np.exp(-d) / np.exp(-d).sum(1, keepdims=True)
+        return FoldOutput(pred=d.argmin(1).tolist(), scores=scores.tolist(), extras={"n_train": np.int64(len(train))})
+
+
+def test_run_loso_pools_predictions_and_writes_fold_files(tmp_path):
+    samples = make_samples()
+    exp = Centroid()
+    assert isinstance(exp, Experiment)
+    res = run_loso(exp, samples, CLASSES, tmp_path, progress=False)
+    assert len(exp.fits) == 8 and res.n_reused == 0
+    assert sorted(r["sample_id"] for r in res.predictions) == sorted(s.sample_id for s in samples)
+    truth = {s.sample_id: CLASSES.index(s.label) for s in samples}
+    assert all(r["y_true"] == truth[r["sample_id"]] for r in res.predictions)
+    y_t = [r["y_true"] for r in res.predictions]
+    y_p = [r["y_pred"] for r in res.predictions]
+    assert res.metrics == compute_metrics(y_t, y_p, CLASSES)
+    assert res.metrics["acc"] > 0.8
+    assert set(res.per_dataset) == {"casme2", "samm"}
+    assert res.per_dataset == per_group_metrics(y_t, y_p, [r["dataset"] for r in res.predictions], CLASSES)
+    files = sorted(p.name for p in (tmp_path / "folds").iterdir())
+    assert files == sorted(f"{f.name}.json" for f in loso_folds(samples))  # no temporary files left
+    stored = json.loads((tmp_path / "folds" / files[0]).read_text())
+    assert {"sample_ids", "subjects", "y_true", "y_pred", "scores", "seconds", "hash"} <= set(stored)
+    assert stored["extras"]["n_train"] == 42
+    saved = json.loads((tmp_path / "cv_result.json").read_text())
+    assert saved["metrics"]["uf1"] == res.metrics["uf1"] and len(saved["predictions"]) == len(samples)
+    json.dumps(res.to_dict())
+
+
+def test_killed_run_resumes_without_recomputing_finished_folds(tmp_path):
+    samples = make_samples()
+    full = run_loso(Centroid(), samples, CLASSES, tmp_path / "full", progress=False)
+
+    dying = Centroid(fail_after=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_loso(dying, samples, CLASSES, tmp_path / "resumed", progress=False)
+    assert len(list((tmp_path / "resumed" / "folds").glob("*.json"))) == 3
+    again = Centroid()
+    resumed = run_loso(again, samples, CLASSES, tmp_path / "resumed", progress=False)
+    assert len(again.fits) == 5 and not set(again.fits) & set(dying.fits)
+    assert resumed.n_reused == 3
+    assert resumed.predictions == full.predictions
+    assert resumed.metrics == full.metrics
+
+    third = Centroid()
+    run_loso(third, samples, CLASSES, tmp_path / "resumed", progress=False)
+    assert third.fits == []  # everything finished: nothing recomputed
+    forced = Centroid()
+    run_loso(forced, samples, CLASSES, tmp_path / "resumed", progress=False, force=True)
+    assert len(forced.fits) == 8
+
+
+def test_config_seed_or_sample_change_recomputes(tmp_path, capsys):
+    samples = make_samples()
+    run_loso(Centroid(), samples, CLASSES, tmp_path, progress=False)
+    changed = Centroid(shrink=0.5)
+    run_loso(changed, samples, CLASSES, tmp_path, progress=False)
+    assert len(changed.fits) == 8
+    out = capsys.readouterr()
+    assert "recomputing" in out.out + out.err
+    reseeded = Centroid(shrink=0.5)
+    run_loso(reseeded, samples, CLASSES, tmp_path, seed=1, progress=False)
+    assert len(reseeded.fits) == 8
+    fewer = Centroid(shrink=0.5)  # one sample dropped: every fold's train or test ids change
+    run_loso(fewer, samples[:-1], CLASSES, tmp_path, seed=1, progress=False)
+    assert len(fewer.fits) == 8
+    same = Centroid(shrink=0.5)
+    run_loso(same, samples[:-1], CLASSES, tmp_path, seed=1, progress=False)
+    assert same.fits == []
+
+
+def test_corrupt_fold_file_is_recomputed(tmp_path):
+    samples = make_samples()
+    run_loso(Centroid(), samples, CLASSES, tmp_path, progress=False)
+    (tmp_path / "folds" / "casme2-1.json").write_text("{ half a file")
+    again = Centroid()
+    run_loso(again, samples, CLASSES, tmp_path, progress=False)
+    assert again.fits == ["casme2-1"]
+
+
+def test_runner_rejects_leaky_folds_and_unknown_labels(tmp_path):
+    samples = make_samples()
+    leaky = Fold("leaky", ("casme2/1",), tuple(range(0, 12)), tuple(range(3, 6)))
+    with pytest.raises(MernbError, match="overlap"):
+        run_folds(Centroid(), samples, [leaky], CLASSES, None, progress=False)
+    same_subject = Fold("leaky", ("casme2/1",), tuple(range(0, 3)), tuple(range(3, 6)))
+    with pytest.raises(MernbError, match="both sides"):
+        run_folds(Centroid(), samples, [same_subject], CLASSES, None, progress=False)
+    twice = loso_folds(samples)[:2]
+    twice = [twice[0], Fold("again", twice[0].test_subjects, twice[1].train_idx, twice[0].test_idx)]
+    with pytest.raises(MernbError):
+        run_folds(Centroid(), samples, twice, CLASSES, None, progress=False)
+    with pytest.raises(MernbError, match="not one of the protocol"):
+        run_loso(Centroid(), samples, ["negative", "positive"], None, progress=False)
+
+
+# --------------------------------------------------------------------------- TorchExperiment
+
+
+class PointDataset(Dataset):
+    def __init__(self, samples, train):
+        self.x = torch.from_numpy(np.stack([s.meta["x"] for s in samples]))
+        self.y = [label_index(s, CLASSES) for s in samples]
+        assert train or set(self.y) == {-1}
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i], i
+
+
+def tiny_mlp(num_classes):
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, num_classes))
+
+
+def torch_experiment(**kw):
+    args = dict(name="mlp", model_fn=tiny_mlp, dataset_fn=PointDataset, num_classes=3, epochs=6, batch_size=9,
+                optimizer=OptimConfig("adam", lr=2e-2), scheduler="cosine", device="cpu", progress=False,
+                details={"hidden": 16})
+    args.update(kw)
+    return TorchExperiment(**args)
+
+
+def test_torch_experiment_learns_and_is_deterministic():
+    samples = make_samples(datasets=("casme2",), subjects=("1", "2", "3", "4"), per_subject=9, sep=1.5)
+    folds = loso_folds(samples)
+    ended = []
+    exp = torch_experiment(on_fold_end=lambda fold, model, info: ended.append((fold.name, len(info["history"]))),
+                           keep_model=True)
+    res = run_folds(exp, samples, folds, CLASSES, None, seed=0, progress=False)
+    assert res.metrics["acc"] > 0.75  # chance is 1/3
+    assert ended == [(f.name, 6) for f in folds]
+    assert set(exp.models) == {f.name for f in folds}
+    assert res.folds[0].extras["history"][-1]["epoch"] == 6
+    assert all(abs(sum(r["scores"]) - 1) < 1e-5 for r in res.predictions)
+
+    first = [r["scores"] for r in res.predictions if r["fold"] == folds[0].name]
+    again = run_folds(torch_experiment(), samples, folds[:1], CLASSES, None, seed=0, progress=False)
+    assert [r["scores"] for r in again.predictions] == first
+    other = run_folds(torch_experiment(), samples, folds[:1], CLASSES, None, seed=1, progress=False)
+    assert [r["scores"] for r in other.predictions] != first
+
+
+def test_torch_experiment_config_and_errors():
+    exp = torch_experiment()
+    cfg = exp.config
+    json.dumps(cfg)
+    assert cfg["epochs"] == 6 and cfg["scheduler"]["name"] == "cosine" and cfg["details"] == {"hidden": 16}
+    assert "device" not in cfg
+    with pytest.raises(ConfigError, match="amp_dtype"):
+        torch_experiment(amp_dtype="float32")
+    with pytest.raises(ConfigError, match="num_classes"):
+        run_loso(torch_experiment(num_classes=4), make_samples(), CLASSES, None, progress=False)
