@@ -164,3 +164,20 @@ def test_runtime_device_and_amp_on_cpu():
     with pytest.raises(ConfigError, match="dtype"):
         with amp_context("cpu", dtype=torch.float32):
             pass
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_amp_training_on_cuda(dtype):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    set_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    loader = DataLoader(Blobs(), batch_size=16, shuffle=True, generator=make_generator(0))
+    with amp_context("cuda", dtype):
+        assert nn.Linear(4, 4).cuda()(torch.zeros(1, 4, device="cuda")).dtype == dtype
+    history = train_model(model, loader, epochs=5, optimizer=OptimConfig("adam", lr=1e-2), device="cuda",
+                          amp=True, amp_dtype=dtype, grad_clip=1.0, progress=False)
+    assert history[-1]["acc"] > 0.9
+    logits, _ = predict(model, DataLoader(Blobs(seed=1), batch_size=10), "cuda", amp=True, amp_dtype=dtype)
+    assert logits.dtype.name == "float32" and (logits.argmax(1) == Blobs(seed=1).y.numpy()).mean() > 0.9

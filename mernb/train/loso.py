@@ -206,7 +206,7 @@ class CVResult:
     predictions: list[dict[str, Any]]
     metrics: dict[str, Any]
     per_dataset: dict[str, dict[str, Any]]
-    wall_seconds: float
+    wall_time_s: float
 
     @property
     def n_reused(self) -> int:
@@ -214,7 +214,7 @@ class CVResult:
         return sum(f.reused for f in self.folds)
 
     @property
-    def fit_seconds(self) -> float:
+    def fit_time_s(self) -> float:
         """Sum of the folds' own training+prediction time (including folds computed in earlier calls)."""
         return float(sum(f.seconds for f in self.folds))
 
@@ -227,8 +227,8 @@ class CVResult:
             "seed": self.seed,
             "metrics": self.metrics,
             "per_dataset": self.per_dataset,
-            "wall_seconds": self.wall_seconds,
-            "fit_seconds": self.fit_seconds,
+            "wall_time_s": self.wall_time_s,
+            "fit_time_s": self.fit_time_s,
             "folds": [
                 {"name": f.name, "test_subjects": f.test_subjects, "n": len(f.sample_ids), "seconds": f.seconds,
                  "hash": f.hash, "extras": f.extras}
@@ -433,7 +433,7 @@ def run_folds(
         predictions=predictions,
         metrics=compute_metrics(y_true, y_pred, classes),
         per_dataset=per_dataset,
-        wall_seconds=time.perf_counter() - start,
+        wall_time_s=time.perf_counter() - start,
     )
     if out_dir is not None:
         write_json_atomic(Path(out_dir) / "cv_result.json", result.to_dict())
@@ -449,7 +449,8 @@ def run_loso(
     seed: int = 0,
     progress: bool = True,
     force: bool = False,
+    hide_test_labels: bool = True,
 ) -> CVResult:
     """``run_folds`` over ``loso_folds(samples)``: one fresh model per subject, pooled metrics."""
     return run_folds(experiment, samples, loso_folds(samples), classes, out_dir, seed=seed, progress=progress,
-                     force=force)
+                     force=force, hide_test_labels=hide_test_labels)
