@@ -244,7 +244,9 @@ def prepare_clip(
     ``"onset_apex"`` (2 frames) or ``"all"``. ``align``: dlib face alignment (one transform per clip,
     estimated on the onset; ``fallback="center_crop"`` instead of an AlignmentError when no face is
     found); ``align=False`` resizes whole frames (for releases' cropped faces). Missing or unreadable
-    frames raise DatasetError naming the file.
+    frames raise DatasetError naming the file. The cache key covers the source files and every
+    parameter that changes the output (``num_frames`` only in uniform mode, ``fallback`` only when
+    aligning).
     """
     if not sample.frame_paths:
         raise DatasetError(
@@ -320,7 +322,8 @@ def prepare_all(
     """Prepare and cache many clips (tqdm bar), collecting failures instead of stopping at the first.
 
     ``prepare_kwargs`` go to :func:`prepare_clip`; ``n_workers > 1`` uses worker processes (forked
-    from a forkserver that imported mernb once; each worker loads the face models once). ``cache.hits``/``misses`` are updated. Used before training in
+    from a forkserver that imported mernb once; each worker loads the face models once, so workers
+    pay off from a few hundred clips on; scripts need an ``if __name__ == "__main__":`` guard). ``cache.hits``/``misses`` are updated. Used before training in
     every paper notebook, so that training epochs only read the cache.
     """
     from tqdm.auto import tqdm
