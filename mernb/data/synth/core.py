@@ -181,6 +181,7 @@ def generate(
     for row in all_rows:
         folders.setdefault(layout.folder_key(row), []).append(row)
     subjects: dict[str, Subject] = {}
+    field_caches: dict[str, dict] = {}
     scale = size / BASE_SIZE
     n_frames, peaks = 0, []
     for key, group in folders.items():
@@ -208,7 +209,7 @@ def generate(
             continue
         numbers = np.array(_thin(frames, keep, frame_step, max_clip_frames))
         images, peak = render_clip(subjects[subject_id], events, numbers, rng, jitter_px=0.15 * scale,
-                                   noise_sigma=1.6)
+                                   noise_sigma=1.6, field_cache=field_caches.setdefault(subject_id, {}))
         peaks.append(round(peak, 3))
         for number, image in zip(numbers, images, strict=True):
             _write(layout.frame_path(root, group[0], int(number)), image, layout.grayscale)

@@ -9,7 +9,9 @@ Used by :func:`mernb.data.synth.generate` (every SynthME dataset, hence every sm
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -68,9 +70,27 @@ def _detect_landmarks(rgb: np.ndarray) -> np.ndarray:
     return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
 
 
+def _cached_landmarks(rgb: np.ndarray) -> np.ndarray:
+    """dlib landmarks of ``rgb``, kept in ``$MERNB_CACHE`` (default ``~/.cache/mernb``) by image hash:
+    loading the 100 MB predictor and detecting costs seconds, so it is done once per machine."""
+    key = hashlib.md5(rgb.tobytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("MERNB_CACHE", Path.home() / ".cache" / "mernb")) / f"synth_landmarks_{key}.npy"
+    try:
+        return np.load(cache)
+    except (OSError, ValueError):
+        pass
+    points = _detect_landmarks(rgb)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, points)
+    except OSError:
+        pass  # read-only home: detect again next time
+    return points
+
+
 @lru_cache(maxsize=1)
 def base_stills() -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """``((rgb, landmarks68), ...)`` for astronaut and grace_hopper (dlib runs once per process)."""
+    """``((rgb, landmarks68), ...)`` for astronaut and grace_hopper (dlib runs once, then cached)."""
     import matplotlib.cbook
     import skimage.data
     from PIL import Image
@@ -79,7 +99,7 @@ def base_stills() -> tuple[tuple[np.ndarray, np.ndarray], ...]:
         grace = np.asarray(Image.open(fh).convert("RGB"))
     stills = []
     for rgb in (np.ascontiguousarray(skimage.data.astronaut()), np.ascontiguousarray(grace)):
-        stills.append((rgb, _detect_landmarks(rgb)))
+        stills.append((rgb, _cached_landmarks(rgb)))
     return tuple(stills)
 
 

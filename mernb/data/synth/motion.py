@@ -151,9 +151,9 @@ def au_field(subject: Subject, au: AU, sigma_iod: float = 0.22) -> np.ndarray:
 def envelope(frames: np.ndarray, onset: int, apex: int, offset: int) -> np.ndarray:
     """Smooth 0→1→0 intensity: raised-cosine rise onset→apex and fall apex→offset (0 outside)."""
     f = frames.astype(np.float64)
-    rise = np.clip((f - onset) / max(apex - onset, 1), 0, 1)
-    fall = np.clip((offset - f) / max(offset - apex, 1), 0, 1)
-    out = np.where(f <= apex, 0.5 - 0.5 * np.cos(np.pi * rise), 0.5 - 0.5 * np.cos(np.pi * fall))
+    rise = np.where(f >= apex, 1.0, np.clip((f - onset) / max(apex - onset, 1), 0, 1))
+    fall = np.where(f <= apex, 1.0, np.clip((offset - f) / max(offset - apex, 1), 0, 1))
+    out = 0.5 - 0.5 * np.cos(np.pi * np.minimum(rise, fall))
     out[(f < onset) | (f > offset)] = 0.0
     return out
 
@@ -178,47 +178,53 @@ def render_clip(
     jitter_px: float = 0.15,
     flicker: float = 0.006,
     noise_sigma: float = 1.6,
+    field_cache: dict[tuple[int, str], np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], float]:
     """Frames (uint8 RGB) of one video at ``frame_numbers`` and the largest displacement (px) reached.
 
     Motion = sum of AU fields × amplitude × envelope; head jitter is a smooth random walk of the
     whole frame (``jitter_px`` std), flicker a smooth global gain, noise i.i.d. Gaussian per pixel.
+    ``field_cache`` (one dict per subject) keeps unit AU fields between clips of the same subject.
     """
     size = subject.image.shape[0]
-    fields: dict[tuple[int, str], np.ndarray] = {}
-    weights = []
-    for ev in events:
-        env = envelope(frame_numbers, ev.onset, ev.apex, ev.offset)
+    channels = 1 if subject.grayscale else 3
+    fields = {} if field_cache is None else field_cache
+    event_fields, envelopes = [], []
+    for ev in events:  # one combined field per event, scaled per frame by its envelope
+        combined = np.zeros((2, size, size), np.float32)
         for au, amp in zip(ev.aus, ev.amplitudes, strict=True):
             key = (au.number, au.side)
             if key not in fields:
                 fields[key] = au_field(subject, au)
-            weights.append((key, amp * env))
+            combined += amp * fields[key]
+        event_fields.append(combined)
+        envelopes.append(envelope(frame_numbers, ev.onset, ev.apex, ev.offset).astype(np.float32))
     n = len(frame_numbers)
-    steps = rng.normal(0, 1, (n, 3))
-    walk = np.cumsum(steps, 0)
-    walk = walk - walk.mean(0)
-    walk = walk / max(float(walk.std()), 1e-6)
+    walk = np.cumsum(rng.normal(0, 1, (n, 3)), 0)
+    walk = (walk - walk.mean(0)) / max(float(walk.std()), 1e-6)
     flick = np.cumsum(rng.normal(0, 1, n))
-    flick = flick - flick.mean()
-    flick = 1 + flicker * flick / max(float(np.abs(flick).max()), 1e-6)
+    flick = 1 + flicker * (flick - flick.mean()) / max(float(np.abs(flick - flick.mean()).max()), 1e-6)
+    # Sensor noise: random windows of one larger noise field (i.i.d. per pixel, cheap per frame).
+    bank = noise_sigma * rng.standard_normal((2 * size, 2 * size, channels), np.float32)
+    corners = rng.integers(0, size, (n, 2))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     centre = size / 2
     frames, peak = [], 0.0
     for t in range(n):
         dx = np.zeros((size, size), np.float32)
         dy = np.zeros((size, size), np.float32)
-        for key, w in weights:
-            if w[t] != 0.0:
-                dx += w[t] * fields[key][0]
-                dy += w[t] * fields[key][1]
-        if weights:
+        for field, env in zip(event_fields, envelopes, strict=True):
+            if env[t] != 0.0:
+                dx += env[t] * field[0]
+                dy += env[t] * field[1]
+        if any(env[t] >= 0.999 for env in envelopes):
             peak = max(peak, float(np.sqrt(dx * dx + dy * dy).max()))
         tx, ty, rot = (float(v) for v in walk[t] * jitter_px)
         rot = rot / centre  # radians giving ~jitter_px at the frame border
-        map_x = (xx - dx - tx - rot * (yy - centre)).astype(np.float32)
-        map_y = (yy - dy - ty + rot * (xx - centre)).astype(np.float32)
+        map_x = xx - dx - (tx - rot * centre) - rot * yy
+        map_y = yy - dy - (ty + rot * centre) + rot * xx
         frame = cv2.remap(subject.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        frame = frame * flick[t] + noise_sigma * rng.standard_normal((size, size, 1 if subject.grayscale else 3), np.float32)
-        frames.append(np.clip(frame + 0.5, 0, 255).astype(np.uint8))
+        r, c = corners[t]
+        frame = frame * np.float32(flick[t]) + bank[r : r + size, c : c + size] + np.float32(0.5)
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
     return frames, peak

@@ -32,7 +32,7 @@ def preview_figure(
     diff = diff.mean(-1) if diff.ndim == 3 else diff
     fig = Figure(figsize=(7.5, 2.8), layout="constrained")
     axes = fig.subplots(1, 3)
-    for ax, image, name in zip(axes, (a, b), ("onset", "apex"), strict=True):
+    for ax, image, name in zip(axes[:2], (a, b), ("onset", "apex"), strict=True):
         ax.imshow(image.astype(np.uint8), cmap="gray" if image.ndim == 2 else None)
         ax.set_title(name)
     axes[2].imshow(np.clip(diff * gain, 0, 255), cmap="gray", vmin=0, vmax=255)
