@@ -160,28 +160,37 @@ class Table:
     rows: list[tuple[int, dict[str, Any]]]
 
 
-def _raw_sheets(path: Path) -> dict[str | None, list[list[Any]]]:
+def _raw_sheets(path: Path) -> tuple[list[tuple[str | None, Callable[[], list[list[Any]]]]], Callable[[], None]]:
+    """(sheet name, loader) pairs, parsed only when the header search reaches them, and a close function."""
     suffix = path.suffix.lower()
     if suffix in {".csv", ".txt", ".tsv"}:
-        raw = path.read_bytes()
-        for encoding in ("utf-8-sig", "gb18030", "latin-1"):
-            try:
-                text = raw.decode(encoding)
-                break
-            except UnicodeDecodeError:
-                continue
-        delimiter = "\t" if suffix == ".tsv" or (text.count("\t") > text.count(",")) else ","
-        return {None: [list(r) for r in csv.reader(text.splitlines(), delimiter=delimiter)]}
+        return [(None, lambda: _csv_rows(path))], lambda: None
     if suffix in {".xlsx", ".xlsm", ".xls"}:
         import pandas as pd
 
-        engine = "xlrd" if suffix == ".xls" else "openpyxl"
         try:
-            frames = pd.read_excel(path, sheet_name=None, header=None, dtype=object, engine=engine)
+            book = pd.ExcelFile(path, engine="xlrd" if suffix == ".xls" else "openpyxl")
         except Exception as exc:  # noqa: BLE001 - any parser error is a bad file for the user
             raise DatasetError(f"{path}: cannot read the spreadsheet ({exc})") from exc
-        return {name: df.values.tolist() for name, df in frames.items()}
+
+        def loader(name: str) -> Callable[[], list[list[Any]]]:
+            return lambda: book.parse(name, header=None, dtype=object).values.tolist()
+
+        return [(str(name), loader(name)) for name in book.sheet_names], book.close
     raise DatasetError(f"{path}: unsupported annotation file type {suffix!r} (expected .xlsx, .xls or .csv)")
+
+
+def _csv_rows(path: Path) -> list[list[Any]]:
+    raw = path.read_bytes()
+    text = raw.decode("latin-1")
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    delimiter = "\t" if path.suffix.lower() == ".tsv" or text.count("\t") > text.count(",") else ","
+    return [list(r) for r in csv.reader(text.splitlines(), delimiter=delimiter)]
 
 
 def read_table(
@@ -199,11 +208,26 @@ def read_table(
         raise DatasetError(f"annotation file {path} does not exist")
     aliases = {field: {norm_key(a) for a in names} for field, names in columns.items()}
     required = list(required)
-    sheets_data = _raw_sheets(path)
-    order = sorted(sheets_data, key=lambda s: (0 if s in sheets else 1, sheets.index(s) if s in sheets else 0))
+    loaders, close = _raw_sheets(path)
+    try:
+        return _find_header(path, loaders, aliases, required, sheets, columns, hint)
+    finally:
+        close()
+
+
+def _find_header(
+    path: Path,
+    loaders: list[tuple[str | None, Callable[[], list[list[Any]]]]],
+    aliases: dict[str, set[str]],
+    required: list[str],
+    sheets: Sequence[str],
+    columns: dict[str, Sequence[str]],
+    hint: str,
+) -> Table:
+    order = sorted(loaders, key=lambda t: sheets.index(t[0]) if t[0] in sheets else len(sheets))
     best: tuple[int, str | None, int, list[str]] = (-1, None, 0, required)
-    for sheet in order:
-        data = sheets_data[sheet]
+    for sheet, load in order:
+        data = load()
         for i, row in enumerate(data[:HEADER_SCAN_ROWS]):
             found: dict[str, int] = {}
             for j, cell in enumerate(row):
