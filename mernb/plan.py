@@ -150,8 +150,8 @@ def load_plan(path: str | Path) -> Plan:
 # --------------------------------------------------------------------------------------------- synth
 
 
-def synthesize(plan: Plan, force: bool = False) -> list[dict[str, Any]]:
-    """Generate the plan's SynthME datasets (skipping those already generated with the same settings)."""
+def synthesize(plan: Plan, force: bool = False) -> list[Any]:
+    """Generate the plan's SynthME datasets into ``synthme.out/<dataset>`` (an unchanged set is reused)."""
     from mernb.data import synth
 
     spec = plan.synthme
@@ -159,28 +159,15 @@ def synthesize(plan: Plan, force: bool = False) -> list[dict[str, Any]]:
         print(f"[synth] plan {plan.name!r} needs no synthetic data")
         return []
     out = REPO_ROOT / spec.get("out", f"runs/{plan.name}/synthme")
-    done = []
+    shared = {k: v for k, v in spec.items() if k not in ("out", "datasets")}
+    infos = []
     for dataset, options in (spec.get("datasets") or {}).items():
-        options = dict(options or {})
-        settings = {"dataset": dataset, "seed": spec.get("seed", 0), **{k: v for k, v in spec.items() if k not in ("out", "datasets", "seed")}, **options}
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        target = out / dataset
-        marker = target / ".synthme.json"
-        if not force and marker.is_file() and json.loads(marker.read_text()).get("digest") == digest:
-            print(f"[synth] {dataset}: up to date in {target.relative_to(REPO_ROOT)}")
-            done.append(json.loads(marker.read_text()))
-            continue
-        if target.exists():
-            shutil.rmtree(target)
         start = time.perf_counter()
-        kwargs = {k: v for k, v in settings.items() if k != "dataset"}
-        info = synth.generate(dataset, target, **kwargs)
-        record = {"dataset": dataset, "digest": digest, "settings": settings, "seconds": time.perf_counter() - start,
-                  "info": {k: str(v) for k, v in vars(info).items()} if hasattr(info, "__dict__") else str(info)}
-        marker.write_text(json.dumps(record, indent=1))
-        print(f"[synth] {dataset}: generated in {record['seconds']:.1f}s → {target.relative_to(REPO_ROOT)}")
-        done.append(record)
-    return done
+        info = synth.generate(dataset, out / dataset, overwrite=force, **{**shared, **(options or {})})
+        print(f"[synth] {dataset}: {info.n_samples} clips, {info.n_frames} frames "
+              f"({info.rows} rows) in {time.perf_counter() - start:.1f}s → {info.root}")
+        infos.append(info)
+    return infos
 
 
 def main_synth(args) -> int:

@@ -328,3 +328,17 @@ def test_clip_dataset_labels_and_same_flip_for_all_frames(tmp_path):
     assert xb.shape == (2, 4, 3, 16, 16) and yb.tolist() == [1, 0] and ib.tolist() == [0, 1]
     with pytest.raises(DatasetError, match="fear"):
         ClipDataset([make_sample(samples[0].frame_paths, label="fear")], ["happiness"], prepare=prepare)
+
+
+def test_clip_dataset_gives_hidden_labels_index_minus_one():
+    """The LOSO runner hides held-out labels; ClipDataset must accept them as -1, not fail the fold."""
+    from dataclasses import replace
+
+    from mernb.data.clips import ClipDataset
+    from mernb.data.records import HIDDEN_LABEL, Sample
+
+    samples = [Sample("d", "s1", "c1", 1, None, 3, "a"), Sample("d", "s2", "c2", 1, None, 3, "b")]
+    hidden = [replace(s, label=HIDDEN_LABEL) for s in samples]
+    dummy = lambda s: np.zeros((2, 4, 4, 3), np.uint8)  # noqa: E731
+    assert ClipDataset(samples, ["a", "b"], prepare=dummy).labels == [0, 1]
+    assert ClipDataset(hidden, ["a", "b"], prepare=dummy).labels == [-1, -1]

@@ -27,7 +27,7 @@ import torch
 
 from mernb.data.align import AlignmentError, Fallback, align_clip
 from mernb.data.cache import ClipCache
-from mernb.data.records import Sample
+from mernb.data.records import HIDDEN_LABEL, Sample
 from mernb.errors import DatasetError, MernbError
 
 Mode = Literal["uniform", "onset_apex", "all"]
@@ -392,6 +392,9 @@ class ClipDataset(torch.utils.data.Dataset):
         self.labels = []
         for s in self.samples:
             name = label_of(s)
+            if name == HIDDEN_LABEL:  # a held-out sample while the LOSO runner fits a model
+                self.labels.append(-1)
+                continue
             if name not in index:
                 raise DatasetError(f"{s.sample_id}: label {name!r} is not one of the classes {self.classes}")
             self.labels.append(index[name])

@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 
+# Label the LOSO runner gives held-out samples while a model is fitted (datasets map it to index -1).
+HIDDEN_LABEL = "<hidden>"
+
+
 def make_sample_id(dataset: str, subject: str, clip: str, onset: int | None) -> str:
     """``dataset/subject/clip/onset``: unique even when several MEs share one video (CAS(ME)^3)."""
     return f"{dataset}/{subject}/{clip}/{'na' if onset is None else onset}"

@@ -30,12 +30,11 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
-from mernb.data.records import Sample
+from mernb.data.records import HIDDEN_LABEL, Sample
 from mernb.errors import ConfigError, MernbError
 from mernb.train.metrics import compute_metrics, per_group_metrics
 from mernb.train.runtime import set_seed
 
-HIDDEN_LABEL = "<hidden>"
 """The label test samples carry inside ``fit_predict``: the runner keeps the truth to itself."""
 
 
