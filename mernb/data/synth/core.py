@@ -27,7 +27,8 @@ MARKER = "SYNTHME.json"
 BASE_SIZE = 112  # amplitudes below are in pixels at this frame side and scale with ``size``
 MICRO_AMPLITUDE = (0.6, 1.4)  # px at apex per AU (times the AU's intensity letter), clipped to 0.3..2
 MACRO_GAIN = (5.0, 20.0)  # macro-expressions: micro amplitude times this, capped to stay fold-free
-MAX_SECONDS = 4.0  # longest span rendered per row (longer, broken rows: first 4 s + apex + offset frame)
+MAX_SECONDS = 30.0  # longest span rendered per row (longer rows: the first 30 s + apex + offset frame)
+BROKEN_WINDOW_S = 1.5  # rows with offset < onset: frames within ±1.5 s of each annotated number
 
 
 @dataclass(frozen=True)
@@ -74,18 +75,28 @@ def _select(rows: list[Row], max_subjects: int | None, max_per_subject: int | No
 
 
 def _row_frames(layout: Layout, row: Row) -> tuple[list[int], Event | None, int, int]:
-    """Frames to render for one row and its (lo, hi) span; broken rows get a plausible short span."""
-    onset = row.onset if row.onset is not None and row.onset >= 1 else None
-    offset = row.offset if row.offset is not None and row.offset >= 1 else None
-    if onset is None and offset is None:
+    """Frames to render for one row, its event span (lo, hi) and apex.
+
+    Valid rows get onset..offset (onset 0 counts as 1: there is no frame 0), at most ``MAX_SECONDS``
+    of it plus the apex and offset frames. Broken rows (offset before onset, offset 0) get windows of
+    ±``BROKEN_WINDOW_S`` around each annotated number, so corrected values (readers' patch tables) and
+    the real release's full videos both find their frames.
+    """
+    values = [v for v in (row.onset, row.apex, row.offset) if v is not None and v >= 1]
+    if row.onset is not None and row.onset == 0 and row.offset is not None and row.offset >= 1:
+        values.append(1)
+    if not values:
         return [], None, 0, 0
-    lo = onset if onset is not None else max(1, offset - round(0.3 * layout.fps))  # type: ignore[operator]
-    hi = offset if offset is not None and offset >= lo else lo + round(0.3 * layout.fps)
-    apex = row.apex if row.apex is not None and lo <= row.apex <= hi else (lo + hi) // 2
-    span = round(MAX_SECONDS * layout.fps)
-    frames = list(range(lo, min(hi, lo + span - 1) + 1))
-    if hi > frames[-1]:
-        frames += [apex, hi]
+    lo = max(row.onset, 1) if row.onset is not None and row.onset >= 0 else min(values)
+    hi = row.offset if row.offset is not None else -1
+    if hi >= lo:
+        apex = row.apex if row.apex is not None and lo <= row.apex <= hi else (lo + hi) // 2
+        frames = list(range(lo, min(hi, lo + round(MAX_SECONDS * layout.fps) - 1) + 1)) + [apex, hi]
+    else:
+        lo, hi = min(values), max(values)
+        apex = row.apex if row.apex is not None and lo <= row.apex <= hi else (lo + hi) // 2
+        half = round(BROKEN_WINDOW_S * layout.fps)
+        frames = [f for v in set(values) for f in range(max(1, v - half), v + half + 1)]
     return frames, Event(lo, apex, hi, (), ()), lo, hi
 
 
