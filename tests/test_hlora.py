@@ -187,7 +187,11 @@ def test_prefix_forward_equals_full_forward():
         with torch.no_grad():
             tokens = model.prefix_features(x, chunk=5)
             torch.testing.assert_close(model.forward_from_prefix(tokens), model(x), atol=1e-5, rtol=1e-5)
-        assert tokens.shape == (2, 8, 1 + 16, 64)
+            torch.testing.assert_close(model(tokens=tokens), model(x), atol=1e-5, rtol=1e-5)
+        # N_l = 0: nothing trains in the backbone, only the class token is kept
+        assert tokens.shape == (2, 8, 1 if model.prefix_depth == 4 else 1 + 16, 64)
+    with pytest.raises(ValueError, match="exactly one"):
+        model(x, tokens=tokens)
 
 
 def test_prefix_cache_memory_and_disk(tmp_path):
@@ -244,6 +248,10 @@ def test_strict_checkpoint_loading(tmp_path):
     big = tmp_path / "tiny_dinov2_112.pth"
     _save_backbone(big, img_size=112)
     assert tiny(weights=str(big)).backbone.pos_embed.shape == (1, 1 + 16, 64)
+    # the official DINOv2 layout (extra mask_token) goes through timm's converter
+    official = tmp_path / "dinov2_official.pth"
+    torch.save({**src.state_dict(), "mask_token": torch.zeros(1, 64)}, official)
+    torch.testing.assert_close(tiny(weights=str(official)).backbone.cls_token, src.cls_token)
 
 
 def test_mismatched_checkpoint_fails_clearly(tmp_path):

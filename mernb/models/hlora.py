@@ -275,7 +275,9 @@ class HLoRAMER(nn.Module):
     def prefix_features(self, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
         """Tokens entering block ``prefix_depth`` (the first trainable one): (B, t, N, D).
 
-        Runs without autograd when the prefix is frozen; ``chunk`` bounds the images per pass.
+        Runs without autograd when the prefix is frozen; ``chunk`` bounds the images per pass. When no
+        block trains (N_l=0, ``finetune="frozen"``) only the class token is kept (N=1): the final norm
+        is per token, so nothing else is needed.
         """
         b = x.shape[0]
         imgs = self._frames(x)
@@ -286,7 +288,7 @@ class HLoRAMER(nn.Module):
                 h = bb.norm_pre(bb.patch_drop(bb._pos_embed(bb.patch_embed(part))))
                 for blk in bb.blocks[: self.prefix_depth]:
                     h = blk(h)
-                outs.append(h)
+                outs.append(h[:, :1] if self.prefix_depth == len(bb.blocks) else h)
         tokens = torch.cat(outs)
         return tokens.reshape(b, self.num_frames, *tokens.shape[1:])
 
@@ -299,8 +301,16 @@ class HLoRAMER(nn.Module):
         return self._cls(h).reshape(b, t, -1)
 
     # --- full model -----------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        """Logits (B, num_classes); with ``return_attention`` also the IFFA map (B, t, t) (None w/o IFFA)."""
+    def forward(
+        self, x: torch.Tensor | None = None, return_attention: bool = False, *, tokens: torch.Tensor | None = None
+    ):
+        """Logits (B, num_classes) from frames ``x``, or from cached prefix ``tokens`` (so a dataset yielding
+        ``{"tokens": ...}`` works with the generic train loop); with ``return_attention`` also the IFFA map
+        (B, t, t) (None without IFFA)."""
+        if (x is None) == (tokens is None):
+            raise ValueError("pass exactly one of frames x or prefix tokens")
+        if tokens is not None:
+            return self.forward_from_prefix(tokens, return_attention)
         return self._head(self.frame_features(x), return_attention)
 
     def forward_from_prefix(self, tokens: torch.Tensor, return_attention: bool = False):
