@@ -267,3 +267,16 @@ def test_mismatched_checkpoint_fails_clearly(tmp_path):
         tiny(weights=str(partial))
     with pytest.raises(ConfigError, match="does not exist"):
         tiny(weights=str(tmp_path / "missing.pth"))
+
+
+def test_trainable_state_dict_roundtrip():
+    model, other = tiny(seed=0), tiny(seed=0)
+    perturb(model)
+    state = model.trainable_state_dict()
+    assert sum(v.numel() for v in state.values()) == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    other.load_trainable(state)
+    x = model.example_input(1)
+    with torch.no_grad():
+        torch.testing.assert_close(other(x), model(x))
+    with pytest.raises(ConfigError, match="does not fit"):
+        tiny(n_lora_blocks=1).load_trainable(state)

@@ -331,6 +331,20 @@ class HLoRAMER(nn.Module):
         merge_lora(self.backbone)
         return self
 
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the trained tensors (LoRA + HFM, or everything with ``finetune="full"``): a small per-fold
+        checkpoint; the frozen backbone comes from the weights file. Load with :meth:`load_trainable`."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+    def load_trainable(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a :meth:`trainable_state_dict`; any missing or unexpected trained key is an error."""
+        expected = set(self.trainable_state_dict())
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise ConfigError(f"trainable checkpoint does not fit: missing {missing[:5]}, unexpected {extra[:5]}")
+        self.load_state_dict(state, strict=False)
+
     # --- reporting --------------------------------------------------------------------------------
     def parameter_groups(self) -> dict[str, int]:
         """Parameter counts: trainable ``lora``, ``backbone`` (full fine-tuning), ``hfm`` (IFFA+STFA), ``head``
