@@ -55,6 +55,12 @@ def test_pyramid_reconstructs_exactly():
     pyr = laplacian_pyramid(x, 4)
     assert [p.shape[-2:] for p in pyr] == [(37, 50), (19, 25), (10, 13), (5, 7)]
     assert torch.allclose(reconstruct_pyramid(pyr), x, atol=1e-12)
+    flat = laplacian_pyramid(torch.full((1, 1, 37, 50), 0.7, dtype=torch.float64), 4)
+    assert all(float(band.abs().max()) < 1e-12 for band in flat[:-1])  # a constant lives in the residual
+    assert torch.allclose(flat[-1], torch.full_like(flat[-1], 0.7))
+    smooth = torch.sin(torch.linspace(0, 3.0, 64, dtype=torch.float64)).view(1, 1, 1, 64).expand(1, 1, 64, 64)
+    bands = laplacian_pyramid(smooth, 4)
+    assert float(bands[0].abs().max()) < 0.01 * float(smooth.abs().max())  # little energy in the finest band
 
 
 def test_uniform_gain_shortcut_equals_pyramid_path():

@@ -36,7 +36,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import signal
 
 __all__ = [
@@ -147,29 +146,43 @@ def temporal_filter(x: torch.Tensor, b: np.ndarray, a: np.ndarray, dim: int = 1)
     return out.movedim(0, dim)
 
 
-def _binomial_kernel(x: torch.Tensor) -> torch.Tensor:
-    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=x.dtype, device=x.device) / 16
-    return k
+def _pad_edge(x: torch.Tensor, dim: int, pad: int) -> torch.Tensor:
+    """Replicate ``pad`` border samples on both sides of ``dim``."""
+    n = x.shape[dim]
+    first = x.narrow(dim, 0, 1).expand(*[pad if d == dim % x.dim() else -1 for d in range(x.dim())])
+    last = x.narrow(dim, n - 1, 1).expand(*[pad if d == dim % x.dim() else -1 for d in range(x.dim())])
+    return torch.cat([first, x, last], dim=dim)
 
 
-def _blur(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-    """Separable binomial-5 blur of (N, C, H, W), replicate borders."""
-    c = x.shape[1]
-    k = _binomial_kernel(x) * math.sqrt(scale)
-    x = F.pad(x, (2, 2, 2, 2), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, 5).expand(c, 1, 1, 5), groups=c)
-    return F.conv2d(x, k.view(1, 1, 5, 1).expand(c, 1, 5, 1), groups=c)
+def _down_axis(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Binomial-5 blur along ``dim`` (replicate borders), keeping every second sample."""
+    n = x.shape[dim]
+    xp = _pad_edge(x, dim, 2)
+    m = (n + 1) // 2
+
+    def tap(k: int) -> torch.Tensor:
+        return xp.narrow(dim, k, 2 * m - 1)[(slice(None),) * (dim % x.dim()) + (slice(None, None, 2),)]
+
+    return (tap(0) + tap(4) + 4 * (tap(1) + tap(3)) + 6 * tap(2)) / 16
+
+
+def _up_axis(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """Zero-insertion upsampling by 2 along ``dim`` + binomial-5 interpolation (polyphase), cropped to ``size``."""
+    n = x.shape[dim]
+    xp = _pad_edge(x, dim, 1)
+    prev, mid, nxt = xp.narrow(dim, 0, n), xp.narrow(dim, 1, n), xp.narrow(dim, 2, n)
+    even = (prev + 6 * mid + nxt) / 8
+    odd = (mid + nxt) / 2
+    d = dim % x.dim()
+    return torch.stack([even, odd], dim=d + 1).flatten(d, d + 1).narrow(d, 0, size)
 
 
 def _down(x: torch.Tensor) -> torch.Tensor:
-    return _blur(x)[..., ::2, ::2]
+    return _down_axis(_down_axis(x, -1), -2)
 
 
 def _up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    n, c, h, w = x.shape
-    up = x.new_zeros(n, c, 2 * h, 2 * w)
-    up[..., ::2, ::2] = x
-    return _blur(up, scale=16.0)[..., : size[0], : size[1]]
+    return _up_axis(_up_axis(x, -1, size[1]), -2, size[0])
 
 
 def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
