@@ -60,7 +60,7 @@ def test_pyramid_reconstructs_exactly():
     assert torch.allclose(flat[-1], torch.full_like(flat[-1], 0.7))
     smooth = torch.sin(torch.linspace(0, 3.0, 64, dtype=torch.float64)).view(1, 1, 1, 64).expand(1, 1, 64, 64)
     bands = laplacian_pyramid(smooth, 4)
-    assert float(bands[0].abs().max()) < 0.01 * float(smooth.abs().max())  # little energy in the finest band
+    assert float(bands[0][..., 2:-2].abs().max()) < 0.01  # little energy in the finest band (away from borders)
 
 
 def test_uniform_gain_shortcut_equals_pyramid_path():
