@@ -148,12 +148,30 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return (bg + blotch[..., None]).astype(np.float32)
 
 
-def make_subject(rng: np.random.Generator, size: int, *, iod_fraction: float = 0.36, grayscale: bool = False) -> Subject:
+@lru_cache(maxsize=1)
+def _hog_detector():
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+def make_subject(
+    rng: np.random.Generator, size: int, *, iod_fraction: float = 0.36, grayscale: bool = False, tries: int = 5
+) -> Subject:
     """Draw one identity at ``size``² from ``rng`` (deterministic for a given generator state).
 
     ``iod_fraction`` is the mean inter-ocular distance as a fraction of ``size``; 0.36 keeps dlib's
-    HOG face box (about 2.0–2.4 IOD) at ≥ 80 px for ``size`` ≥ 112, so upsample-0 detection works.
+    HOG face box (about 2.0–2.4 IOD) at ≥ 80 px for ``size`` ≥ 112. A draw whose neutral frame dlib's
+    HOG detector (upsample 0) misses is redrawn, up to ``tries`` times (about 1 draw in 60 at 112).
     """
+    for _ in range(tries - 1):
+        subject = _draw_subject(rng, size, iod_fraction, grayscale)
+        if len(_hog_detector()(np.clip(subject.image, 0, 255).astype(np.uint8), 0)) > 0:
+            return subject
+    return _draw_subject(rng, size, iod_fraction, grayscale)
+
+
+def _draw_subject(rng: np.random.Generator, size: int, iod_fraction: float, grayscale: bool) -> Subject:
     stills = base_stills()
     rgb, pts = stills[int(rng.integers(len(stills)))]
     if rng.random() < 0.5:  # mirror: a new face, landmarks re-indexed to stay semantic (left/right)
@@ -173,8 +191,10 @@ def make_subject(rng: np.random.Generator, size: int, *, iod_fraction: float = 0
     out_centre = np.array([size / 2, size * 0.52]) + rng.uniform(-0.03, 0.03, 2) * size
     angle = rng.uniform(-7, 7)
     rot = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, scale / pre)
-    rot[:, 2] += out_centre - centre
-    warp = _smooth_field(rng, size, amplitude=0.02 * size)  # identity shape change (jaw, eyes, ...)
+    aspect = rng.uniform(0.92, 1.08)  # wider or narrower face
+    rot[:, :2] = rot[:, :2] @ np.diag([aspect, 1.0 / aspect])
+    rot[:, 2] = out_centre - rot[:, :2] @ centre
+    warp = _smooth_field(rng, size, amplitude=0.03 * size)  # identity shape change (jaw, eyes, ...)
     inv = cv2.invertAffineTransform(rot)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     sx, sy = xx + warp[0], yy + warp[1]
@@ -192,7 +212,7 @@ def make_subject(rng: np.random.Generator, size: int, *, iod_fraction: float = 0
     cv2.ellipse(mask, (int(cx), int(cy)), axes, float(angle), 0, 360, 1.0, -1)
     mask = cv2.GaussianBlur(mask, (0, 0), size / 40)[..., None]
 
-    tone = rng.uniform(0.65, 1.15) * np.array([1.0, rng.uniform(0.88, 1.0), rng.uniform(0.78, 1.0)], np.float32)
+    tone = rng.uniform(0.55, 1.2) * np.array([1.0, rng.uniform(0.82, 1.02), rng.uniform(0.7, 1.02)], np.float32)
     face = face * (1 - mask + mask * tone)
     face = mask * face + (1 - mask) * _background(rng, size)
     light_angle = rng.uniform(0, 2 * np.pi)  # directional lighting ramp and global gamma
