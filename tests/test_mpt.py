@@ -102,7 +102,7 @@ def test_gaussian_kernels():
 
 
 def test_bad_options_raise():
-    for kwargs in (dict(prompt="deep"), dict(adapter="lora"), dict(finetune="partial"), dict(num_prompts=0)):
+    for kwargs in (dict(prompt="deep"), dict(adapter="lora"), dict(finetune="partial"), dict(num_prompts=0), dict(motion_source="flow")):
         with pytest.raises(ConfigError):
             create_model("mpt_test", **kwargs)
 
@@ -175,7 +175,12 @@ def test_prepare_input_from_clip():
     assert inputs["image"].shape == (3, 64, 64) and inputs["motion"].shape == (8, 3, 64, 64)
     batch = {k: v.unsqueeze(0) for k, v in inputs.items()}
     assert model(batch).shape == (1, 3)
-    assert model.magnify_params(50.0)["alpha"] == 20.0
+    assert model.magnify_params(50.0)["alpha"] == 20.0 and model.magnify_params(50.0)["source"] == "motion"
+    magnified = create_model("mpt_test", img_size=64, motion_source="magnified", alpha=10.0)
+    video = magnified.prepare_input(clip, fps=50.0)["motion"]
+    assert video.shape == (8, 3, 64, 64) and video.min() >= 0 and video.max() <= 1  # frames + motion, clipped
+    assert not torch.allclose(video, inputs["motion"])
+    assert magnified.magnify_params(50.0)["source"] == "magnified" and magnified.magnify_params(50.0)["alpha"] == 10.0
     with pytest.raises(ValueError, match="8 frames"):
         model.prepare_input(clip[:5], fps=50.0)
     with pytest.raises(ValueError, match="Nyquist"):

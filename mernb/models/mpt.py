@@ -35,8 +35,13 @@ Deviations/choices (the paper has no code; its equations were lost in extraction
   single RGB image by rank-pooling" and then patch-embeds "the calculated RGB image" (eq. 2); the
   "facial appearance RGB tokens" of the introduction are those patches. So the ViT sees the rank-pooled
   image (:func:`mernb.models.vit.dynamic_image_input`), not the apex frame.
-* **Motion sequence = amplified band-passed motion only** (eq. 7 reconstructs the magnified filtered
-  levels), from :func:`mernb.motion.magnify.motion_sequence` on the 16 sampled frames, fed unnormalised.
+* **Motion sequence = amplified band-passed motion only** (``motion_source="motion"``, default): eq. 7
+  reconstructs the magnified filtered levels into "the motion sequence"
+  (:func:`mernb.motion.magnify.motion_sequence` on the 16 sampled frames, fed unnormalised). Table X's
+  text reads otherwise: alpha = 0 is "without motion magnification" (not "without motion") and a large
+  alpha "damages the original ME sequence (textures, appearances)", which fits the magnified *video*
+  (frames + motion, standard EVM output); ``motion_source="magnified"`` feeds that instead. With
+  ``"motion"`` and alpha = 0 the prompts carry no motion (constant prompts, VPT-like).
 * **Prompt tokens get no position/type embedding** (as in VPT); they are inserted after the class token
   once position embeddings are added to class and patch tokens (timm's ``_pos_embed``), before
   ``norm_pre`` (CLIP's pre-norm sees them too). Their Gaussian means already make them distinct.
@@ -81,7 +86,7 @@ from mernb.models.vit import (
     backbone_data_config,
     dynamic_image_input,
 )
-from mernb.motion.magnify import magnify_params, motion_sequence
+from mernb.motion.magnify import magnify, magnify_params, motion_sequence
 
 __all__ = [
     "MPT",
@@ -95,6 +100,7 @@ __all__ = [
 PromptKind = Literal["motion", "vpt_shallow", "vpt_deep", "none"]
 AdapterKind = Literal["group", "primitive", "none"]
 FinetuneKind = Literal["frozen", "head", "full"]
+MotionSource = Literal["motion", "magnified"]
 
 # MPT section IV-A (SMIC/CASME II/SAMM, LOSO).
 PAPER_SETTINGS: dict = dict(
@@ -241,6 +247,7 @@ class MPT(nn.Module):
         low: float = 0.4,
         high: float = 4.0,
         magnify: Mapping | None = None,
+        motion_source: MotionSource = "motion",
         **backbone_kwargs,
     ) -> None:
         super().__init__()
@@ -252,6 +259,8 @@ class MPT(nn.Module):
             raise ConfigError(f"finetune must be 'frozen', 'head' or 'full', got {finetune!r}")
         if prompt != "none" and num_prompts < 1:
             raise ConfigError(f"num_prompts must be >= 1 with prompt={prompt!r} (use prompt='none' for none)")
+        if motion_source not in ("motion", "magnified"):
+            raise ConfigError(f"motion_source must be 'motion' or 'magnified', got {motion_source!r}")
         if reduction < 1 or num_classes < 1 or num_frames < 2:
             raise ConfigError("reduction and num_classes must be >= 1 and num_frames >= 2")
         self.prompt_kind = prompt
@@ -263,6 +272,7 @@ class MPT(nn.Module):
         self.in_chans = in_chans
         self.num_prompts = 0 if prompt == "none" else num_prompts
         self.magnify_settings = dict(alpha=alpha, low=low, high=high, **dict(magnify or {}))
+        self.motion_source = motion_source
 
         self.backbone = create_backbone(backbone, weights=weights, num_classes=0, img_size=img_size, **backbone_kwargs)
         blocks = list(self.backbone.blocks)
@@ -329,8 +339,8 @@ class MPT(nn.Module):
         return image, motion
 
     def magnify_params(self, fps: float) -> dict:
-        """Validated magnification settings at ``fps`` (the clip cache key of the motion sequence)."""
-        return magnify_params(fps, **self.magnify_settings)
+        """Validated magnification settings at ``fps`` plus ``source`` (the clip cache key of the motion input)."""
+        return magnify_params(fps, **self.magnify_settings) | {"source": self.motion_source}
 
     def prepare_input(self, clip: torch.Tensor | np.ndarray, fps: float) -> dict[str, torch.Tensor]:
         """One clip (uint8 (T,H,W,3) or float (T,3,H,W), T = num_frames) -> {'image', 'motion'} (no batch dim).
@@ -350,7 +360,10 @@ class MPT(nn.Module):
         if self.prompt_kind == "motion":
             resized = F.interpolate(frames.float(), size=(self.img_size, self.img_size), mode="bilinear",
                                     align_corners=False, antialias=True)
-            out["motion"] = motion_sequence(resized, fps, **self.magnify_settings)
+            if self.motion_source == "motion":
+                out["motion"] = motion_sequence(resized, fps, **self.magnify_settings)
+            else:
+                out["motion"] = magnify(resized, fps, **self.magnify_settings)
         return out
 
     def example_input(self, batch: int = 1, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
