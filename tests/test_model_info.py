@@ -57,3 +57,11 @@ def test_paper_config_counts_on_meta():
     info = model_info("mpt_base_patch16", num_classes=3)
     assert abs(info["trainable_params"] / 1e6 - 5.5) < 0.1
     assert abs(info["macs"] / 1e9 - 18.7) < 0.1
+
+
+def test_hlora_info_reports_lora_and_head_separately():
+    from mernb.models.info import model_info
+
+    info = model_info("hlora_vitg14", macs=False)
+    assert info["groups"]["lora"] == 196_608  # the paper's 197k
+    assert info["groups"]["head"] > 0 and info["groups"]["frozen"] > 1e9

@@ -118,6 +118,8 @@ def model_info(
         macs=None,
         input=None,
     )
+    if hasattr(model, "parameter_groups"):  # e.g. HLoRA-MER: LoRA / HFM / head / frozen counts
+        info["groups"] = {k: int(v) for k, v in model.parameter_groups().items()}
     if macs:
         dev = params[0].device if params else torch.device("cpu")
         example = _example(model, input_example, dev)
@@ -156,6 +158,8 @@ def format_table(info: dict) -> str:
         lines.append(f"{row['name']:<22}{_human(row['params']):>12}{_human(row['trainable']):>12}{_human(row.get('macs')):>12}")
     lines.append("-" * len(header))
     lines.append(f"{'total':<22}{_human(info['total_params']):>12}{_human(info['trainable_params']):>12}{_human(info['macs']):>12}")
+    if info.get("groups"):
+        lines.append("groups: " + ", ".join(f"{k} {v:,}" for k, v in info["groups"].items()))
     lines.append(
         f"trainable {info['trainable_params']:,} of {info['total_params']:,} parameters"
         + (f"; {info['macs'] / 1e9:.2f} GMACs per sample" if info["macs"] is not None else "")
