@@ -113,6 +113,7 @@ def load_plan(path: str | Path) -> Plan:
         path = REPO_ROOT / path
     if not path.is_file():
         raise ConfigError(f"run plan {path} not found")
+    path = path.resolve()
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
