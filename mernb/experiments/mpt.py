@@ -1,0 +1,485 @@
+"""The MPT recipe: clips -> {dynamic image, motion sequence} -> MPT / ViT baselines -> shared LOSO rows.
+
+Used by every notebook in ``notebooks/mpt/`` (Tables I-XI, Figs. 4-9).
+
+* **Settings.** A notebook gets ``mpt`` (the default MPT configuration: model config, weights key,
+  image size, frames, epochs, batch, lr, alpha, band, reduction, K, ...) and ``baselines`` (the ViT
+  rows: ``scratch`` / ``full`` / ``partial``) from the plan. A table row is those settings plus a few
+  overrides (:func:`row_spec`), e.g. ``{"prompt": "none"}`` or ``{"kind": "vit", **baselines["full"]}``.
+* **Shared rows.** A row's results live at ``<results root>/mpt/shared/<kind>-<hash>.json`` where the
+  hash covers the fully resolved row (every model option, training setting), the dataset, protocol,
+  sample ids and seed. Every notebook looks rows up there, so the MPT default row trained for Table VI
+  is the same file Tables III, V, VII-XI and Figs. 4-9 read (train-or-load, fold-level resume).
+* **Inputs.** ``prepare_input`` of a probe model per clip; the magnified motion is computed once per
+  clip and settings and kept in memory for the notebook (``_INPUTS``) and on disk under
+  ``<cache_dir>/mpt_inputs`` (float16, so a cache hit and a fresh computation give the same tensors).
+* **Extras per fold** (not part of the hash): held-out class-token features (``<row>/features``) for
+  t-SNE; optional model checkpoints (``<row>/models``) for Grad-CAM (:meth:`MPTRow.fold_model` trains
+  one fold again when no checkpoint is there).
+
+Deviations/choices (see also :mod:`mernb.models.mpt`):
+
+* The frame rate given to the band-pass is that of the T sampled frames: (T - 1) / duration of
+  onset..offset; the 0.4-4 Hz band needs at least ~8 Hz, so very long clips with few frames fail
+  loudly instead of being silently filtered differently.
+* Augmentation: random horizontal flip of the image and of the motion sequence together (training only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from mernb.data.cache import ClipCache
+from mernb.data.records import Sample
+from mernb.errors import ConfigError, MernbError
+from mernb.experiments.common import ProtocolData, prepare_protocol_data, run_loso_row
+from mernb.train.experiment import TorchExperiment
+from mernb.train.loop import OptimConfig
+from mernb.train.loso import Fold, label_index, loso_folds
+from mernb.train.runtime import pick_device, set_seed
+
+__all__ = [
+    "MPT_DEFAULTS",
+    "TRAIN_KEYS",
+    "row_spec",
+    "sampled_fps",
+    "load_data",
+    "MPTRow",
+    "run_rows",
+    "ours_metrics",
+    "per_class_accuracy",
+    "GradCAMView",
+    "gradcam_maps",
+]
+
+#: The paper's MPT options (Section IV-A); plan settings override them.
+MPT_DEFAULTS: dict[str, Any] = dict(
+    prompt="motion", adapter="group", finetune="frozen", num_prompts=5, reduction=8,
+    alpha=20.0, low=0.4, high=4.0, motion_source="motion",
+)
+#: Training/input settings (not model options).
+TRAIN_KEYS = ("image_size", "num_frames", "epochs", "batch_size", "lr", "weight_decay", "flip")
+_TRAIN_DEFAULTS = dict(weight_decay=0.0, flip=True)
+_MOTION_KEYS = ("alpha", "low", "high", "motion_source")
+INPUT_VERSION = 1
+
+_INPUTS: dict[str, dict[str, torch.Tensor]] = {}
+
+
+# ------------------------------------------------------------------ row settings
+
+
+def row_spec(settings: Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
+    """A fully resolved row: ``settings`` (the plan's ``mpt`` dict) + ``overrides``, canonical form.
+
+    ``kind`` is ``"mpt"`` (default) or ``"vit"`` (dynamic-image ViT baseline; then only ``model`` and its
+    keyword arguments from the overrides are model options). Options that cannot matter are dropped
+    (no motion settings without motion prompts, no K without prompts, no reduction without adapters),
+    so equal models get equal hashes whichever table asks for them.
+    """
+    merged = {**_TRAIN_DEFAULTS, **dict(settings), **overrides}
+    kind = merged.pop("kind", "mpt")
+    missing = [k for k in ("model", "image_size", "num_frames", "epochs", "batch_size", "lr") if k not in merged]
+    if missing:
+        raise ConfigError(f"MPT row settings lack {missing}; the plan's `mpt` settings must name them")
+    train = {k: merged.pop(k) for k in TRAIN_KEYS}
+    train = {k: (float(v) if k in ("lr", "weight_decay") else v) for k, v in train.items()}
+    model = merged.pop("model")
+    if kind == "vit":
+        options = {k: v for k, v in overrides.items() if k not in (*TRAIN_KEYS, "kind", "model")}
+    elif kind == "mpt":
+        options = {**MPT_DEFAULTS, **merged}
+        if options["prompt"] != "motion":
+            for key in _MOTION_KEYS:
+                options.pop(key, None)
+        if options["prompt"] == "none":
+            options.pop("num_prompts")
+        if options["adapter"] == "none":
+            options.pop("reduction")
+        for key in ("alpha", "low", "high"):
+            if key in options:
+                options[key] = float(options[key])
+        for key in ("num_prompts", "reduction"):
+            if key in options:
+                options[key] = int(options[key])
+    else:
+        raise ConfigError(f"row kind must be 'mpt' or 'vit', got {kind!r}")
+    return {"kind": kind, "model": model, "options": dict(sorted(options.items())), **train}
+
+
+def sampled_fps(sample: Sample, num_frames: int) -> float:
+    """Frame rate of the ``num_frames`` frames sampled at regular intervals over onset..offset."""
+    if sample.onset is not None and sample.offset is not None and sample.offset > sample.onset:
+        span = sample.offset - sample.onset
+    else:
+        span = max(len(sample.frame_paths) - 1, 1)
+    if not sample.fps:
+        raise MernbError(f"{sample.sample_id}: no frame rate; the band-pass of the motion sequence needs one")
+    return (num_frames - 1) * float(sample.fps) / span
+
+
+def load_data(dataset: str, protocol: str, settings: Mapping[str, Any], *, data_root, cache_dir,
+              align_fallback: str = "error", max_subjects: int | None = None) -> ProtocolData:
+    """``prepare_protocol_data`` with the row settings' frames and image size (uniform sampling, aligned).
+
+    ``max_subjects`` keeps the first N subjects (natural order; smoke runs only, the paper plan keeps all).
+    """
+    data = prepare_protocol_data(dataset, protocol, data_root=data_root, cache_dir=cache_dir,
+                                 num_frames=int(settings["num_frames"]), size=int(settings["image_size"]),
+                                 align=True, align_fallback=align_fallback)
+    if max_subjects:
+        keep = [f.test_subjects[0] for f in loso_folds(data.samples)][: int(max_subjects)]
+        data.samples = [s for s in data.samples if s.subject_key in keep]
+        data.clips = {s.sample_id: data.clips[s.sample_id] for s in data.samples}
+    return data
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def _digest(obj: Any, n: int = 16) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def _model_kwargs(spec: Mapping[str, Any], num_classes: int) -> dict[str, Any]:
+    kwargs = dict(spec["options"])
+    kwargs.update(num_classes=num_classes, img_size=int(spec["image_size"]))
+    if spec["kind"] == "mpt":
+        kwargs["num_frames"] = int(spec["num_frames"])
+    return kwargs
+
+
+def build_model(spec: Mapping[str, Any], num_classes: int) -> nn.Module:
+    """A fresh model of a resolved row."""
+    # timm is imported on first use: notebooks that only load results stay fast
+    from mernb.models import create_model
+
+    return create_model(spec["model"], **_model_kwargs(spec, num_classes))
+
+
+def prepare_inputs(spec: Mapping[str, Any], data: ProtocolData, cache_dir: str | Path | None = None,
+                   probe: nn.Module | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    """``{sample_id: {"image": (3,S,S)[, "motion": (T,3,S,S)]}}`` for every clip of ``data``.
+
+    Motion is rounded to float16 (the storage format of the disk cache under ``cache_dir/mpt_inputs``)
+    and computed once per clip and magnification settings; the dynamic image is cheap and kept in memory.
+    """
+    from mernb.models.vit import dynamic_image_input
+
+    if probe is None:
+        probe = build_model({**spec, "options": {**spec["options"], "weights": None}}, len(data.classes))
+    norm = getattr(probe, "data_config", {})
+    mean, std = norm.get("mean", (0.5, 0.5, 0.5)), norm.get("std", (0.5, 0.5, 0.5))
+    motion_on = spec["kind"] == "mpt" and getattr(probe, "prompt_kind", "none") == "motion"
+    disk = ClipCache(Path(cache_dir) / "mpt_inputs") if (cache_dir is not None and motion_on) else None
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for sample in data.samples:
+        clip = data.clips[sample.sample_id]
+        clip_hash = hashlib.sha1(np.ascontiguousarray(clip).tobytes()).hexdigest()
+        image_key = _digest(["image", clip_hash, mean, std, spec["image_size"], INPUT_VERSION])
+        if image_key not in _INPUTS:
+            _INPUTS[image_key] = {"image": dynamic_image_input(clip, mean=mean, std=std,
+                                                               img_size=int(spec["image_size"])).float()}
+        entry = dict(_INPUTS[image_key])
+        if motion_on:
+            fps = sampled_fps(sample, clip.shape[0])
+            motion_key = _digest(["motion", clip_hash, spec["image_size"], probe.magnify_params(fps), INPUT_VERSION])
+            if motion_key not in _INPUTS:
+                stored = disk.load(motion_key) if disk is not None else None
+                if stored is None:
+                    stored = probe.prepare_input(clip, fps)["motion"].to(torch.float16).numpy()
+                    if disk is not None:
+                        disk.save(motion_key, stored)
+                _INPUTS[motion_key] = {"motion": torch.from_numpy(np.asarray(stored, np.float16)).float()}
+            entry["motion"] = _INPUTS[motion_key]["motion"]
+        out[sample.sample_id] = entry
+    return out
+
+
+class MPTDataset(Dataset):
+    """(inputs, class index, sample index); inputs = ({"image", "motion"},) for motion prompts, else the image.
+
+    Training: random horizontal flip of image and motion together.
+    """
+
+    def __init__(self, inputs: Mapping[str, Mapping[str, torch.Tensor]], samples: Sequence[Sample],
+                 classes: Sequence[str], *, flip: bool = False, motion: bool = True) -> None:
+        self.samples = list(samples)
+        self.inputs = [inputs[s.sample_id] for s in self.samples]
+        self.labels = [label_index(s, classes) for s in self.samples]
+        self.flip = flip
+        self.motion = motion
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        entry = self.inputs[index]
+        flip = self.flip and bool(torch.rand(()) < 0.5)
+        image = entry["image"].flip(-1) if flip else entry["image"]
+        if not self.motion:
+            return image, self.labels[index], index
+        motion = entry["motion"].flip(-1) if flip else entry["motion"]
+        return ({"image": image, "motion": motion},), self.labels[index], index
+
+
+def batch_inputs(items: Sequence[Any]) -> Any:
+    """Collate dataset inputs (image tensors or ({image, motion},) tuples) into one model input."""
+    if torch.is_tensor(items[0]):
+        return torch.stack(list(items))
+    return {k: torch.stack([it[0][k] for it in items]) for k in items[0][0]}
+
+
+def features_of(model: nn.Module, inputs: Any) -> torch.Tensor:
+    """Class-token features (B, D) before the head, for MPT and the dynamic-image ViT."""
+    if hasattr(model, "forward_head") and hasattr(model, "prompt_kind"):
+        return model.forward_head(model.forward_features(inputs), pre_logits=True)
+    return model.forward_features(inputs)
+
+
+# ------------------------------------------------------------------ rows
+
+
+def shared_dir(results_dir: str | Path) -> Path:
+    """``runs/<plan>/results/mpt/shared``: the rows every MPT notebook shares."""
+    return Path(results_dir).parent / "shared"
+
+
+@dataclass
+class MPTRow:
+    """One resolved row on one protocol: its experiment, its shared results file, features and models."""
+
+    name: str
+    spec: dict[str, Any]
+    data: ProtocolData
+    results_dir: str | Path
+    cache_dir: str | Path | None = None
+    seed: int = 0
+    device: str | None = None
+    save_models: bool | Sequence[str] = False
+    doc: dict[str, Any] | None = field(default=None, repr=False)
+    _experiment: TorchExperiment | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> str:
+        ids = [s.sample_id for s in self.data.samples]
+        return _digest([self.spec, self.data.dataset, self.data.protocol, self.data.classes, ids, self.seed])
+
+    @property
+    def path(self) -> Path:
+        return shared_dir(self.results_dir) / f"{self.spec['kind']}-{self.data.dataset}-{self.key}.json"
+
+    @property
+    def folder(self) -> Path:
+        return self.path.with_suffix("")
+
+    @property
+    def experiment(self) -> TorchExperiment:
+        if self._experiment is None:
+            self._experiment = self._build()
+        return self._experiment
+
+    def _build(self) -> TorchExperiment:
+        spec, data = self.spec, self.data
+        inputs: dict[str, dict[str, torch.Tensor]] = {}  # filled on first use: loading a row needs no inputs
+        motion = spec["kind"] == "mpt" and spec["options"].get("prompt") == "motion"
+
+        def model_fn(num_classes: int) -> nn.Module:
+            return build_model(spec, num_classes)
+
+        def dataset_fn(samples: list[Sample], train: bool) -> Dataset:
+            if not inputs:
+                inputs.update(prepare_inputs(spec, data, self.cache_dir))
+            return MPTDataset(inputs, samples, data.classes, flip=bool(spec["flip"]) and train, motion=motion)
+
+        def on_fold_end(fold: Fold, model: nn.Module, info: dict[str, Any]) -> None:
+            test = [data.samples[i] for i in fold.test_idx]
+            feats = self._features(model, dataset_fn(test, False))
+            (self.folder / "features").mkdir(parents=True, exist_ok=True)
+            np.save(self.folder / "features" / f"{fold.name}.npy", feats)
+            want = self.save_models
+            if want is True or (not isinstance(want, bool) and fold.name in want):
+                self._save_model(fold.name, model)
+
+        return TorchExperiment(
+            name=f"mpt/{spec['kind']}/{spec['model']}",
+            model_fn=model_fn,
+            dataset_fn=dataset_fn,
+            num_classes=len(data.classes),
+            epochs=int(spec["epochs"]),
+            batch_size=int(spec["batch_size"]),
+            optimizer=OptimConfig(name="adam", lr=float(spec["lr"]), weight_decay=float(spec["weight_decay"])),
+            details={"row": spec, "input": "dynamic image of the uniform clip" + (
+                " + magnified motion sequence" if motion else "")},
+            device=None if self.device in (None, "auto") else self.device,
+            progress=False,
+            on_fold_end=on_fold_end,
+        )
+
+    def _features(self, model: nn.Module, dataset: Dataset) -> np.ndarray:
+        device = next(model.parameters()).device
+        model.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(dataset), 64):
+                items = [dataset[i][0] for i in range(start, min(start + 64, len(dataset)))]
+                x = batch_inputs(items)
+                x = {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
+                out.append(features_of(model, x).float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def _save_model(self, fold_name: str, model: nn.Module) -> Path:
+        path = self.folder / "models" / f"{fold_name}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k in trainable}
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)
+        return path
+
+    def run(self, *, force: bool = False, plan: str | None = None, notebook: str | None = None) -> dict[str, Any]:
+        """Train-or-load the LOSO run of this row (shared results file, fold-level resume)."""
+        self.doc = run_loso_row(self.path, self.experiment, self.data, seed=self.seed, force=force, plan=plan,
+                                notebook=notebook)
+        return self.doc
+
+    def folds(self) -> dict[str, Fold]:
+        return {f.name: f for f in loso_folds(self.data.samples)}
+
+    def fold_model(self, fold_name: str) -> nn.Module:
+        """The trained model of one fold: from its checkpoint, else trained again (same seed) and saved."""
+        fold = self.folds()[fold_name]
+        path = self.folder / "models" / f"{fold_name}.pt"
+        if path.is_file():
+            set_seed(self.seed)
+            model = self.experiment.model_fn(len(self.data.classes))
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            missing = set(state) - set(model.state_dict())
+            if missing:
+                raise MernbError(f"{path} does not fit the model of row {self.name!r} ({sorted(missing)[:3]}...)")
+            model.load_state_dict(state, strict=False)
+            return model.eval()
+        exp = self.experiment
+        train = [self.data.samples[i] for i in fold.train_idx]
+        test = [self.data.samples[i] for i in fold.test_idx]
+        exp.keep_model = True
+        try:
+            exp.fit_predict(train, test, seed=self.seed, fold=fold)
+        finally:
+            exp.keep_model = False
+        model = exp.models.pop(fold_name)
+        self._save_model(fold_name, model)
+        return model.eval()
+
+    def features(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Held-out class-token features pooled over folds (N, D), true labels (N,), sample ids."""
+        if self.doc is None:
+            raise MernbError(f"row {self.name!r} has not run; call run() first")
+        feats, y, ids = [], [], []
+        for fold in self.folds().values():
+            path = self.folder / "features" / f"{fold.name}.npy"
+            if not path.is_file():  # results from before features were kept: recompute this fold's model
+                model = self.fold_model(fold.name).to(pick_device(self.device))
+                test = [self.data.samples[i] for i in fold.test_idx]
+                np.save(path, self._features(model, self.experiment.dataset_fn(test, False)))
+            feats.append(np.load(path))
+            ids += [self.data.samples[i].sample_id for i in fold.test_idx]
+            y += [label_index(self.data.samples[i], self.data.classes) for i in fold.test_idx]
+        return np.concatenate(feats), np.asarray(y), ids
+
+
+def run_rows(rows: Mapping[str, Mapping[str, Any]], data: ProtocolData, settings: Mapping[str, Any], *,
+             results_dir: str | Path, cache_dir: str | Path | None = None, seed: int = 0, force: bool = False,
+             device: str | None = None, plan: str | None = None, notebook: str | None = None,
+             only: Sequence[str] | None = None, save_models: bool | Sequence[str] = False,
+             verbose: bool = True) -> dict[str, MPTRow]:
+    """Train-or-load each row ``{name: overrides}`` of a table (``only``: names to run; others skipped)."""
+    out: dict[str, MPTRow] = {}
+    for name, overrides in rows.items():
+        if only is not None and name not in only:
+            continue
+        row = MPTRow(name, row_spec(settings, **dict(overrides)), data, results_dir, cache_dir=cache_dir,
+                     seed=seed, device=device, save_models=save_models)
+        doc = row.run(force=force, plan=plan, notebook=notebook)
+        if verbose:
+            m = doc["result"]["metrics"]
+            print(f"{name:>24}: {doc['origin']:<8} acc {100 * m['acc']:6.2f}  uf1 {100 * m['uf1']:6.2f}  "
+                  f"({row.path.name})")
+        out[name] = row
+    return out
+
+
+def ours_metrics(rows: Mapping[str, MPTRow], extra: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
+    """``{row: metrics}`` for :func:`mernb.report.tables.paper_vs_ours`."""
+    out = {name: dict(row.doc["result"]["metrics"]) for name, row in rows.items() if row.doc is not None}
+    for name, values in (extra or {}).items():
+        out.setdefault(name, {}).update(values)
+    return out
+
+
+def per_class_accuracy(doc: Mapping[str, Any]) -> dict[str, float]:
+    """Recall of each class (per-class accuracy) from the pooled confusion matrix; NaN for absent classes."""
+    cm = np.asarray(doc["result"]["metrics"]["confusion"], dtype=float)
+    classes = doc["result"]["classes"]
+    totals = cm.sum(axis=1)
+    return {c: (cm[i, i] / totals[i] if totals[i] else float("nan")) for i, c in enumerate(classes)}
+
+
+# ------------------------------------------------------------------ Grad-CAM
+
+
+class GradCAMView(nn.Module):
+    """Image-only view of a model for pytorch_grad_cam: the motion input (if any) is held fixed."""
+
+    def __init__(self, model: nn.Module, motion: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.motion = motion
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if not image.requires_grad:
+            image = image.requires_grad_(True)
+        if self.motion is None:
+            return self.model(image)
+        motion = self.motion if self.motion.shape[0] == image.shape[0] else self.motion[:1].expand(
+            image.shape[0], *self.motion.shape[1:])
+        return self.model({"image": image, "motion": motion})
+
+
+def _vit_reshape(skip: int, grid: tuple[int, int]):
+    def reshape(tokens: torch.Tensor) -> torch.Tensor:
+        x = tokens[:, skip:, :]
+        return x.reshape(x.shape[0], grid[0], grid[1], x.shape[-1]).permute(0, 3, 1, 2)
+
+    return reshape
+
+
+def gradcam_maps(model: nn.Module, inputs: Mapping[str, torch.Tensor], targets: Sequence[int]) -> np.ndarray:
+    """Grad-CAM (pytorch_grad_cam) maps (N, S, S) in [0, 1] on the last block's ``norm1`` tokens.
+
+    ``inputs``: one batch ``{"image"[, "motion"]}``; ``targets``: class index per sample. Prompt tokens
+    and the class token are dropped before the patch tokens are laid back on the patch grid.
+    """
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    backbone = model.backbone
+    skip = int(getattr(backbone, "num_prefix_tokens", 1)) + int(getattr(model, "num_prompts", 0))
+    grid = tuple(backbone.patch_embed.grid_size)
+    model = model.eval()
+    view = GradCAMView(model, inputs.get("motion"))
+    layer = backbone.blocks[-1].norm1
+    with GradCAM(model=view, target_layers=[layer], reshape_transform=_vit_reshape(skip, grid)) as cam:
+        maps = cam(input_tensor=inputs["image"].clone(), targets=[ClassifierOutputTarget(int(t)) for t in targets])
+    return np.asarray(maps, dtype=np.float32)
