@@ -229,6 +229,7 @@ def execute(plan: Plan, notebook: str, group: str, force: bool = False, rerun: b
         papermill.execute_notebook(
             str(source), str(target), parameters=params, kernel_name=plan.kernel_name,
             cwd=str(REPO_ROOT), progress_bar=False, log_output=False, report_mode=False,
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no per-kernel transport warnings
         )
     except papermill.PapermillExecutionError as exc:
         status = "failed"
