@@ -1,0 +1,103 @@
+"""The MPT recipe (mernb.experiments.mpt): row resolution and sharing, inputs, LOSO rows, features, Grad-CAM.
+
+Tiny: 3 subjects x 4 random clips of 8 frames at 32x32, mpt_test / vit_test at 32x32, 1 epoch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mernb.data.records import Sample
+from mernb.errors import ConfigError
+from mernb.experiments import mpt as recipe
+from mernb.experiments.common import ProtocolData
+
+CLASSES = ["negative", "positive", "surprise"]
+SETTINGS = dict(model="mpt_test", weights=None, image_size=32, num_frames=8, epochs=1, batch_size=8, lr=1e-3,
+                alpha=20.0, low=0.4, high=4.0, reduction=8, num_prompts=2)
+
+
+@pytest.fixture
+def data() -> ProtocolData:
+    rng = np.random.default_rng(0)
+    samples, clips = [], {}
+    for subj in range(3):
+        for k in range(4):
+            s = Sample("smic", f"s{subj + 1}", f"c{k}", 10, None, 40, CLASSES[(subj + k) % 3], aus=("AU12",),
+                       fps=100.0)
+            samples.append(s)
+            clips[s.sample_id] = rng.integers(0, 255, size=(8, 32, 32, 3), dtype=np.uint8)
+    return ProtocolData("smic", "smic_3class", CLASSES, samples, clips)
+
+
+def test_row_spec_is_canonical_so_equal_models_share_one_file():
+    default = recipe.row_spec(SETTINGS)
+    assert default == recipe.row_spec(SETTINGS, alpha=20, prompt="motion", adapter="group")
+    assert default["options"]["alpha"] == 20.0 and default["kind"] == "mpt"
+    # options that cannot matter are dropped: no motion settings without motion prompts, no K without prompts
+    no_prompt = recipe.row_spec(SETTINGS, prompt="none")
+    assert "alpha" not in no_prompt["options"] and "num_prompts" not in no_prompt["options"]
+    assert no_prompt == recipe.row_spec(SETTINGS, prompt="none", alpha=50, num_prompts=7)
+    assert "reduction" not in recipe.row_spec(SETTINGS, adapter="none")["options"]
+    vit = recipe.row_spec(SETTINGS, kind="vit", model="vit_test", finetune="head")
+    assert vit["options"] == {"finetune": "head"} and vit["model"] == "vit_test"
+    with pytest.raises(ConfigError):
+        recipe.row_spec({"model": "mpt_test"})
+    with pytest.raises(ConfigError):
+        recipe.row_spec(SETTINGS, kind="cnn")
+
+
+def test_sampled_fps():
+    s = Sample("casme2", "01", "EP1", 100, 120, 160, "happiness", fps=200.0)
+    assert recipe.sampled_fps(s, 16) == pytest.approx(15 * 200 / 60)
+
+
+def test_inputs_are_cached_and_rounded(data, tmp_path):
+    spec = recipe.row_spec(SETTINGS)
+    recipe._INPUTS.clear()
+    first = recipe.prepare_inputs(spec, data, tmp_path)
+    x = first[data.samples[0].sample_id]
+    assert x["image"].shape == (3, 32, 32) and x["motion"].shape == (8, 3, 32, 32)
+    assert torch.equal(x["motion"], x["motion"].half().float())  # float16 values: cache hit == fresh
+    recipe._INPUTS.clear()
+    again = recipe.prepare_inputs(spec, data, tmp_path)  # read back from the disk cache
+    assert torch.equal(again[data.samples[0].sample_id]["motion"], x["motion"])
+    vit = recipe.prepare_inputs(recipe.row_spec(SETTINGS, kind="vit", model="vit_test"), data)
+    assert set(vit[data.samples[0].sample_id]) == {"image"}
+
+
+def test_rows_run_share_and_give_features_models_and_gradcam(data, tmp_path):
+    results_dir = tmp_path / "results" / "mpt" / "table_x"
+    kw = dict(results_dir=results_dir, cache_dir=tmp_path / "cache", seed=0, device="cpu", verbose=False)
+    rows = {"MPT": {}, "w/o prompt": {"prompt": "none"}, "vit": {"kind": "vit", "model": "vit_test"}}
+    done = recipe.run_rows(rows, data, SETTINGS, **kw)
+    assert {r.doc["origin"] for r in done.values()} == {"computed"}
+    assert all(r.path.parent == tmp_path / "results" / "mpt" / "shared" for r in done.values())
+    # another table asking for the same configuration (spelled differently) loads the same file
+    other = recipe.run_rows({"alpha=20": {"alpha": 20}}, data, SETTINGS, **{**kw, "results_dir": tmp_path / "results" / "mpt" / "t2"})
+    assert other["alpha=20"].path == done["MPT"].path and other["alpha=20"].doc["origin"] == "loaded"
+    assert recipe.run_rows(rows, data, SETTINGS, only=["vit"], **kw).keys() == {"vit"}
+
+    metrics = recipe.ours_metrics(done, extra={"MPT": {"params_m": 1.0}})
+    assert 0.0 <= metrics["MPT"]["acc"] <= 1.0 and metrics["MPT"]["params_m"] == 1.0
+    per_class = recipe.per_class_accuracy(done["MPT"].doc)
+    assert set(per_class) == set(CLASSES)
+
+    feats, y, ids = done["MPT"].features()
+    assert feats.shape[0] == len(data.samples) == len(y) == len(ids)
+    fold = next(iter(done["MPT"].folds()))
+    for name in ("MPT", "vit"):
+        row = done[name]
+        model = row.fold_model(fold)  # no checkpoint: trained again and saved
+        assert (row.folder / "models" / f"{fold}.pt").is_file()
+        reloaded = row.fold_model(fold)  # from the checkpoint
+        for (k, a), b in zip(model.state_dict().items(), reloaded.state_dict().values(), strict=True):
+            assert torch.equal(a, b), k
+        test = [data.samples[i] for i in row.folds()[fold].test_idx][:2]
+        ds = row.experiment.dataset_fn(test, False)
+        x = recipe.batch_inputs([ds[i][0] for i in range(len(test))])
+        x = x if isinstance(x, dict) else {"image": x}
+        maps = recipe.gradcam_maps(model, x, [0, 1])
+        assert maps.shape == (2, 32, 32) and np.isfinite(maps).all()
