@@ -33,6 +33,7 @@ Used by ``notebooks/hlora/*.ipynb``.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -141,11 +142,11 @@ class HLoRARecipe:
     signature: str | None = None
     key_suffix: str = ""
     device: str | None = None
+    ensure_tokens: Callable[[], None] = field(repr=False, default=lambda: None)
 
     # --- models ---------------------------------------------------------------------------------
     def build_model(self) -> torch.nn.Module:
-        """A fresh model exactly as a fold gets it (seeded, so a random-init backbone is the same)."""
-        set_seed(self.seed)
+        """A fresh (untrained) model exactly as every fold gets it."""
         return self.experiment.model_fn(self.experiment.num_classes)
 
     def fold_model(self, doc: dict[str, Any], fold: str) -> torch.nn.Module:
@@ -166,6 +167,7 @@ class HLoRARecipe:
         """Cached prefix tokens (B, t, N, D) (float32, CPU) of clips, unflipped or flipped."""
         if self.cache is None or self.signature is None:
             raise MernbError("this recipe trains the full backbone (finetune='full'): there are no prefix tokens")
+        self.ensure_tokens()
         out = [self.cache.get(self.signature, self.cache_key(s), flip) for s in sample_ids]
         if any(t is None for t in out):
             raise MernbError("prefix tokens missing from the cache")
@@ -250,9 +252,9 @@ def hlora_recipe(
     def model_fn(_: int) -> torch.nn.Module:
         return create_model(model, **kwargs)
 
-    set_seed(seed)
-    probe = model_fn(num_classes)
-    mean, std = probe.data_config["mean"], probe.data_config["std"]
+    set_seed(seed)  # the state every fold starts from (run_folds seeds before each fit_predict)
+    template = model_fn(num_classes)  # pristine: every fold trains a deep copy (same init, no rebuild cost)
+    mean, std = template.data_config["mean"], template.data_config["std"]
     shapes = {clip.shape for clip in data.clips.values()}
     if shapes != {(NUM_FRAMES, image_size, image_size, 3)}:
         raise MernbError(f"clips must be ({NUM_FRAMES}, {image_size}, {image_size}, 3); got {sorted(shapes)}: "
@@ -261,24 +263,29 @@ def hlora_recipe(
     key_suffix = f"t{NUM_FRAMES}|s{image_size}|mean{tuple(round(m, 4) for m in mean)}|std{tuple(round(s, 4) for s in std)}"
 
     cache = signature = None
-    if probe.prefix_frozen:
+    if template.prefix_frozen:
         cache = PrefixCache(Path(cache_dir) / "hlora_prefix" if cache_dir else None, dtype=_DTYPES[cache_dtype],
                             chunk=64)
-        signature = probe.prefix_signature()
-        probe.to(pick_device(device)).eval()
+        signature = template.prefix_signature()
+    filled = [cache is None]
+
+    def ensure_tokens() -> None:
+        """Compute (or read from disk) every clip's prefix tokens, unflipped and flipped, once."""
+        if filled[0]:
+            return
+        run_on = pick_device(device)
+        template.to(run_on).eval()
         ids = sorted(frames)
         for flipped in (False, True) if flip else (False,):
             for start in range(0, len(ids), 16):
                 part = ids[start:start + 16]
-                cache.tokens(probe, [f"{sid}|{key_suffix}" for sid in part],
+                cache.tokens(template, [f"{sid}|{key_suffix}" for sid in part],
                              lambda idx, part=part: torch.stack([frames[part[i]] for i in idx]), [flipped] * len(part))
-    del probe
+        template.to("cpu")
+        filled[0] = True
 
-    def checked_model_fn(n: int) -> torch.nn.Module:
-        m = model_fn(n)
-        if signature is not None and m.prefix_signature() != signature:
-            raise MernbError("the fold's frozen prefix differs from the cached one (random init not seeded?)")
-        return m
+    def copy_model(_: int) -> torch.nn.Module:
+        return copy.deepcopy(template)
 
     def get(sample_id: str, flipped: bool) -> torch.Tensor:
         tokens = cache.get(signature, f"{sample_id}|{key_suffix}", flipped)
@@ -288,22 +295,23 @@ def hlora_recipe(
 
     def dataset_fn(samples: list[Sample], train: bool) -> Dataset:
         if cache is not None:
+            ensure_tokens()
             return TokenDataset(get, samples, data.classes, flip=flip and train)
         return FrameDataset(frames, samples, data.classes, flip=flip and train)
 
+    # the resolved model config (defaults filled in), so {} and {"hfm": "full"} are the same row
+    model_config = json.loads(json.dumps(template.config, sort_keys=True, default=str))
     details = {"model": model, "image_size": image_size, "num_frames": NUM_FRAMES, "frame_sampling": "uniform",
                "align": "similarity (dlib, one transform per clip)", "normalise": [list(mean), list(std)],
                "flip": flip, "input": "cached prefix tokens" if cache is not None else "frames",
-               "cache_dtype": cache_dtype if cache is not None else None,
-               **{k: v if isinstance(v, int | float | str | bool) or v is None else str(v)
-                  for k, v in model_kwargs.items()}}
+               "cache_dtype": cache_dtype if cache is not None else None, "model_config": model_config}
     experiment = TorchExperiment(
-        name=f"hlora/{model}", model_fn=checked_model_fn, dataset_fn=dataset_fn, num_classes=num_classes,
+        name=f"hlora/{model}", model_fn=copy_model, dataset_fn=dataset_fn, num_classes=num_classes,
         epochs=int(epochs), batch_size=batch_size, optimizer=OptimConfig(name="adam", lr=lr, weight_decay=weight_decay),
         details=details, device=device, amp=amp, progress=progress,
     )
     return HLoRARecipe(data, model, dict(model_kwargs), image_size, seed, experiment, frames, cache, signature,
-                       key_suffix, device)
+                       key_suffix, device, ensure_tokens)
 
 
 # ---------------------------------------------------------------------------------------------- rows
