@@ -6,6 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mernb-installed
 PLAN ?= plans/smoke.yaml
+JOBS ?= 2
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
@@ -19,7 +20,7 @@ install: $(STAMP)
 
 book: $(STAMP)
 	$(BIN)/mernb synth $(PLAN)
-	$(BIN)/mernb run $(PLAN)
+	$(BIN)/mernb run $(PLAN) --jobs $(JOBS)
 	$(BIN)/mernb book $(PLAN)
 
 test: $(STAMP)

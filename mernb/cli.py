@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("plan")
     run.add_argument("--only", help="shell-style pattern on 'notebook' or 'notebook:group'")
     run.add_argument("--force", action="store_true", help="re-execute and retrain even where results exist")
+    run.add_argument("--jobs", type=int, default=1, help="notebooks executed at once (default 1; CPU smoke: 2)")
     run.set_defaults(handler="mernb.plan:main_run")
 
     book = sub.add_parser("book", help="build the Jupyter Book from the executed notebooks of a plan")

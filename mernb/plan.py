@@ -240,36 +240,58 @@ def execute(plan: Plan, notebook: str, group: str, force: bool = False, rerun: b
     return status, seconds
 
 
-def run_plan(plan: Plan, only: str | None = None, force: bool = False) -> dict[tuple[str, str], tuple[str, float]]:
-    """Execute the plan's notebooks × groups (filtered by ``only``) and, for each notebook touched,
-    its page group last so the book page tabulates every row."""
+def run_plan(plan: Plan, only: str | None = None, force: bool = False,
+             jobs: int = 1) -> dict[tuple[str, str], tuple[str, float]]:
+    """Execute the plan's notebooks × groups (filtered by ``only``); returns {(notebook, group): (status, s)}.
+
+    Each notebook's groups run in plan order with its page group last (re-executed when another row
+    ran, so the page tabulates every row). ``jobs`` > 1 runs that many notebooks at once (each in its
+    own kernel; shared result rows are locked by ``train_or_load``, so none is trained twice).
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     from tqdm import tqdm
 
     selected = plan.executions(only)
     if not selected:
         raise ConfigError(f"--only {only!r} matches no notebook or notebook:group of plan {plan.name!r}")
-    touched = dict.fromkeys(nb for nb, _ in selected)
-    order = [p for p in selected if p[1] != plan.page_group(p[0])] + [(nb, plan.page_group(nb)) for nb in touched]
+    per_notebook: dict[str, list[str]] = {}
+    for notebook, _ in selected:
+        page = plan.page_group(notebook)
+        per_notebook[notebook] = [g for nb, g in selected if nb == notebook and g != page] + [page]
     os.environ.setdefault("MERNB_PLAN", plan.name)
-    outcomes: dict[tuple[str, str], tuple[str, float]] = {}
-    bar = tqdm(order, desc=f"plan {plan.name}", unit="nb")
-    for notebook, group in bar:
-        bar.set_postfix_str(f"{notebook}:{group}")
-        is_page = group == plan.page_group(notebook)
-        rows_changed = any(o[0] == "ok" for (nb, _), o in outcomes.items() if nb == notebook)
-        status, seconds = execute(plan, notebook, group, force=force and (notebook, group) in selected,
-                                  rerun=is_page and rows_changed)
-        outcomes[(notebook, group)] = (status, seconds)
-        tqdm.write(f"[run] {notebook}:{group}: {status} ({seconds:.1f}s)")
+    if jobs > 1:  # kernels share the cores: keep each kernel's BLAS/OpenMP pool small
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, str(max(1, (os.cpu_count() or 1) // jobs)))
+
+    def run_notebook(notebook: str) -> dict[tuple[str, str], tuple[str, float]]:
+        done: dict[tuple[str, str], tuple[str, float]] = {}
+        for group in per_notebook[notebook]:
+            is_page = group == plan.page_group(notebook)
+            rows_changed = any(status == "ok" for status, _ in done.values())
+            done[(notebook, group)] = execute(plan, notebook, group, force=force and (notebook, group) in selected,
+                                              rerun=is_page and rows_changed)
+            status, seconds = done[(notebook, group)]
+            tqdm.write(f"[run] {notebook}:{group}: {status} ({seconds:.1f}s)")
+        return done
+
+    results: dict[tuple[str, str], tuple[str, float]] = {}
+    start = time.perf_counter()
+    with tqdm(total=len(per_notebook), desc=f"plan {plan.name}", unit="nb") as bar, \
+            ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for future in as_completed([pool.submit(run_notebook, nb) for nb in per_notebook]):
+            results.update(future.result())
+            bar.update(1)
+    outcomes = {(nb, g): results[(nb, g)] for nb, groups in per_notebook.items() for g in groups}
     summary = {s: sum(1 for v in outcomes.values() if v[0] == s) for s in ("ok", "reused", "failed")}
-    total = sum(v[1] for v in outcomes.values())
     print(f"[run] plan {plan.name}: {summary['ok']} executed, {summary['reused']} reused, "
-          f"{summary['failed']} failed in {total:.0f}s; executed notebooks in {plan.run_dir.relative_to(REPO_ROOT)}/executed")
+          f"{summary['failed']} failed in {time.perf_counter() - start:.0f}s (jobs={jobs}); "
+          f"executed notebooks in {plan.run_dir.relative_to(REPO_ROOT)}/executed")
     return outcomes
 
 
 def main_run(args) -> int:
-    outcomes = run_plan(load_plan(args.plan), only=args.only, force=args.force)
+    outcomes = run_plan(load_plan(args.plan), only=args.only, force=args.force, jobs=args.jobs)
     return 1 if any(status == "failed" for status, _ in outcomes.values()) else 0
 
 

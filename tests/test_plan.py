@@ -114,3 +114,15 @@ def test_stage_book_copies_pages_and_explains_missing(repo):
     planmod.run_plan(plan)
     stage = planmod.stage_book(plan)
     assert (stage / "notebooks/demo/tiny.ipynb").is_file()
+
+
+def test_parallel_jobs_run_every_notebook(repo):
+    _write_notebook(repo / "notebooks" / "demo" / "other.ipynb", "print(group)")
+    (repo / "plans" / "two.yaml").write_text(
+        "name: two\nkind: synthetic\nnotebooks:\n  demo/tiny:\n    parameter_groups:\n      a: {}\n      b: {}\n"
+        "  demo/other: {}\n"
+    )
+    plan = planmod.load_plan(repo / "plans" / "two.yaml")
+    outcomes = planmod.run_plan(plan, jobs=2)
+    assert list(outcomes) == [("demo/tiny", "a"), ("demo/tiny", "b"), ("demo/other", "default")]
+    assert all(status == "ok" for status, _ in outcomes.values())

@@ -76,3 +76,29 @@ def test_train_or_load_runs_once_then_loads(tmp_path):
 
     forced = train_or_load(path, fn, config={"epochs": 3}, force=True)
     assert len(calls) == 3 and forced["notes"] == ["re-ran: force=True"]
+
+
+def test_train_or_load_serialises_concurrent_callers(tmp_path):
+    """Two notebooks asking for the same shared row at once: one computes, the other loads."""
+    import threading
+    import time as _time
+
+    from mernb.report.results import train_or_load
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        _time.sleep(0.5)
+        return {"metrics": {"acc": 0.5}}
+
+    origins = []
+    threads = [threading.Thread(target=lambda: origins.append(train_or_load(tmp_path / "row.json", slow,
+                                                                            config={"a": 1})["origin"]))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(origins) == ["computed", "loaded"]

@@ -12,6 +12,7 @@ without re-training. The layout of a results file::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -200,8 +201,33 @@ def train_or_load(
     :func:`write_results` (``meta``: plan, notebook, seeds, extra). When the stored config differs, the
     experiment re-runs and the new file records a note naming the changed keys. The returned dict is the
     results document plus ``"origin": "loaded" | "computed"`` (not stored). Used by every training notebook.
+    Concurrent callers (notebooks run in parallel by ``mernb run --jobs``) asking for the same ``path``
+    are serialised by a lock file beside it: the second one loads what the first computed.
     """
     path = Path(path)
+    with _exclusive(path):
+        return _train_or_load(path, fn, force=force, config=config, **meta)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """An exclusive advisory lock on ``<path>.lock`` (POSIX); a no-op where fcntl is unavailable."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _train_or_load(path: Path, fn: Callable[[], Mapping[str, Any] | Any], *, force: bool,
+                   config: Mapping[str, Any] | None, **meta: Any) -> dict[str, Any]:
     config = dict(config or {})
     notes: list[str] = []
     if not force and path.exists():
