@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 # Label the LOSO runner gives held-out samples while a model is fitted (datasets map it to index -1).
 HIDDEN_LABEL = "<hidden>"
 
