@@ -268,6 +268,17 @@ def test_prepare_all_reports_failures(tmp_path):
     again = prepare_all(good, cache=cache, progress=False, num_frames=4, size=16, align=False)
     assert (again.hits, again.misses, cache.hits, cache.misses) == (3, 0, 3, 3)
     assert "FAILED" in str(report) and "3/4 clips ready" in str(report)
+    assert report.clips == {}  # arrays are returned only when asked for
+
+
+def test_prepare_all_keep_returns_the_prepared_clips(tmp_path):
+    samples = [make_sample(write_clip(tmp_path / f"EP{i}", ramp_frames(3)), clip=f"EP{i}") for i in range(2)]
+    cache = ClipCache(tmp_path / "cache")
+    report = prepare_all(samples, cache=cache, progress=False, keep=True, num_frames=4, size=16, align=False)
+    assert set(report.clips) == {s.sample_id for s in samples}
+    for s in samples:
+        expected = prepare_clip(s, cache=cache, num_frames=4, size=16, align=False)
+        np.testing.assert_array_equal(report.clips[s.sample_id], expected)
 
 
 @pytest.mark.slow

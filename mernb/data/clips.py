@@ -275,6 +275,7 @@ class PrepareReport:
     misses: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    clips: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # with keep=True
 
     @property
     def ok(self) -> int:
@@ -302,13 +303,14 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _prepare_one(sample: Sample, cache_dir: str, kwargs: dict[str, Any]) -> tuple[str, str, str]:
+def _prepare_one(sample: Sample, cache_dir: str, kwargs: dict[str, Any],
+                 keep: bool = False) -> tuple[str, str, str, np.ndarray | None]:
     cache = ClipCache(cache_dir)
     try:
-        prepare_clip(sample, cache=cache, **kwargs)
+        clip = prepare_clip(sample, cache=cache, **kwargs)
     except MernbError as exc:
-        return sample.sample_id, "failed", str(exc)
-    return sample.sample_id, "hit" if cache.hits else "miss", ""
+        return sample.sample_id, "failed", str(exc), None
+    return sample.sample_id, "hit" if cache.hits else "miss", "", clip if keep else None
 
 
 def prepare_all(
@@ -317,14 +319,17 @@ def prepare_all(
     cache: ClipCache,
     n_workers: int = 1,
     progress: bool = True,
+    keep: bool = False,
     **prepare_kwargs: Any,
 ) -> PrepareReport:
     """Prepare and cache many clips (tqdm bar), collecting failures instead of stopping at the first.
 
     ``prepare_kwargs`` go to :func:`prepare_clip`; ``n_workers > 1`` uses worker processes (forked
     from a forkserver that imported mernb once; each worker loads the face models once, so workers
-    pay off from a few hundred clips on; scripts need an ``if __name__ == "__main__":`` guard). ``cache.hits``/``misses`` are updated. Used before training in
-    every paper notebook, so that training epochs only read the cache.
+    pay off from a few hundred clips on; scripts need an ``if __name__ == "__main__":`` guard).
+    ``cache.hits``/``misses`` are updated; ``keep=True`` also returns the clips in ``report.clips``
+    (sample id → array), so a caller that needs them all does not look each one up again. Used before
+    training by every paper recipe (mernb.experiments.common.prepare_protocol_data).
     """
     from tqdm.auto import tqdm
 
@@ -332,7 +337,9 @@ def prepare_all(
     start = time.perf_counter()
     bar = tqdm(total=len(samples), desc="preparing clips", unit="clip", disable=not progress)
 
-    def record(sample_id: str, status: str, reason: str) -> None:
+    def record(sample_id: str, status: str, reason: str, clip: np.ndarray | None) -> None:
+        if clip is not None:
+            report.clips[sample_id] = clip
         if status == "failed":
             report.failures.append((sample_id, reason))
         elif status == "hit":
@@ -344,13 +351,13 @@ def prepare_all(
     try:
         if n_workers <= 1:
             for s in samples:
-                record(*_prepare_one(s, str(cache.directory), prepare_kwargs))
+                record(*_prepare_one(s, str(cache.directory), prepare_kwargs, keep))
         else:
             with ProcessPoolExecutor(
                 n_workers, mp_context=_worker_context(), initializer=_init_worker
             ) as pool:
                 futures = [
-                    pool.submit(_prepare_one, s, str(cache.directory), prepare_kwargs) for s in samples
+                    pool.submit(_prepare_one, s, str(cache.directory), prepare_kwargs, keep) for s in samples
                 ]
                 for fut in as_completed(futures):
                     record(*fut.result())

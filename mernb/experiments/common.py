@@ -1,13 +1,11 @@
 """Shared steps of every training notebook: data for a protocol, one LOSO table row, run info.
 
-Used by notebooks/mpt/* (and later hlora/*, ma2mi/*).
+Used by the MPT and HLoRA-MER recipes (notebooks/mpt/*, notebooks/hlora/*) and every notebook's run info.
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mernb.data.cache import ClipCache
-from mernb.data.clips import PrepareReport, prepare_all, prepare_clip
+from mernb.data.clips import PrepareReport, prepare_all
 from mernb.data.protocols import protocol as get_protocol
 from mernb.data.records import Sample
 from mernb.data.sources import load_samples
@@ -73,11 +71,10 @@ def prepare_protocol_data(
         raise MernbError(f"protocol {protocol!r} selects no sample of {dataset!r}")
     cache = ClipCache(Path(cache_dir) / "clips")
     options = dict(num_frames=num_frames, size=size, align=align, fallback=align_fallback, mode=mode)
-    report = prepare_all(selected, cache=cache, n_workers=n_workers, **options)
+    report = prepare_all(selected, cache=cache, n_workers=n_workers, keep=True, **options)
     failed = dict(report.failures)
     kept = [s for s in selected if s.sample_id not in failed]
-    prepare = functools.partial(prepare_clip, cache=cache, **options)
-    clips = {s.sample_id: prepare(s) for s in kept}
+    clips = {s.sample_id: report.clips[s.sample_id] for s in kept}
     return ProtocolData(dataset, protocol, list(proto.classes), kept, clips, report, list(problems),
                         sorted(failed.items()))
 
@@ -123,14 +120,3 @@ def run_info(**params: Any) -> str:
     return (f"{keys}\ndevice in use: {device} ({prov.get('device')}); mernb {prov['packages'].get('mernb')}, "
             f"torch {prov['packages'].get('torch')}, timm {prov['packages'].get('timm')}; "
             f"commit {prov.get('git_commit')}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-
-
-def load_row(results_dir: str | Path, group: str) -> dict[str, Any] | None:
-    """The results document of another row of the same notebook, or None when it has not run."""
-    from mernb.report.results import read_results, results_exist
-
-    path = Path(results_dir) / f"{group}.json"
-    return read_results(path) if results_exist(path) else None
-
-
-Callback = Callable[..., Any]
