@@ -184,7 +184,7 @@ def _params_digest(params: dict[str, Any]) -> str:
 
 
 def _is_fresh(executed: Path, source: Path, digest: str) -> bool:
-    """True when an executed copy ran to completion with the same parameters after the source changed."""
+    """True when an executed copy ran to completion with the same parameters and code after the source changed."""
     if not executed.is_file() or executed.stat().st_mtime < source.stat().st_mtime:
         return False
     try:
@@ -218,7 +218,7 @@ def execute(plan: Plan, notebook: str, group: str, force: bool = False, rerun: b
     source = REPO_ROOT / "notebooks" / f"{notebook}.ipynb"
     target = plan.executed_path(notebook, group)
     params = plan.parameters(notebook, group, force=force)
-    digest = _params_digest(params)
+    digest = _params_digest({**params, "_code": _code_version()})  # new code → pages re-executed
     if not (force or rerun) and _is_fresh(target, source, digest):
         return "reused", 0.0
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -317,6 +317,16 @@ def toc_notebooks() -> list[str]:
 
     walk(toc)
     return found
+
+
+def _code_version() -> str:
+    """The commit of the code (plus a dirty mark), so pages are re-executed when mernb changes."""
+    try:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "mernb"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        dirty = ""
+    return _git_commit() + ("+dirty" if dirty else "")
 
 
 def _git_commit() -> str:

@@ -126,3 +126,12 @@ def test_parallel_jobs_run_every_notebook(repo):
     outcomes = planmod.run_plan(plan, jobs=2)
     assert list(outcomes) == [("demo/tiny", "a"), ("demo/tiny", "b"), ("demo/other", "default")]
     assert all(status == "ok" for status, _ in outcomes.values())
+
+
+def test_new_code_re_executes_pages_but_reuses_results(repo, monkeypatch):
+    plan = planmod.load_plan(repo / "plans" / "t.yaml")
+    monkeypatch.setattr(planmod, "_code_version", lambda: "commit-1")
+    planmod.run_plan(plan, only="demo/tiny:a")
+    assert planmod.run_plan(plan, only="demo/tiny:a")[("demo/tiny", "a")][0] == "reused"
+    monkeypatch.setattr(planmod, "_code_version", lambda: "commit-2")
+    assert planmod.run_plan(plan, only="demo/tiny:a")[("demo/tiny", "a")][0] == "ok"
