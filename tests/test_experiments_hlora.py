@@ -34,7 +34,7 @@ def test_cached_tokens_match_the_frame_path(tmp_path):
     recipe = H.hlora_recipe(data, cache_dir=tmp_path, **SMALL)
     model = recipe.build_model().eval()
     sid = data.samples[0].sample_id
-    frames = recipe.frames[sid][None]
+    frames = recipe.frames(sid)[None]
     with torch.no_grad():
         full = model(frames)
         cached = model(tokens=recipe.tokens([sid]))
@@ -77,8 +77,14 @@ def test_fold_checkpoint_reproduces_predictions_and_figure_helpers(tmp_path):
     assert not torch.equal(model.hfm.classifier.weight.cpu(), untrained.hfm.classifier.weight)
     feats = recipe.patch_features(model, [preds[0]["sample_id"]], frame=4)
     assert feats.shape == (1, 4, 4, 64)
-    with pytest.raises(MernbError, match="no checkpoint"):
+    with pytest.raises(MernbError, match="has no fold"):
         recipe.fold_model(doc, "no_such_fold")
+    # without its checkpoint the fold is trained again: randomness is per fold, so it is the same model
+    recipe.row.checkpoint(fold).unlink()
+    again = recipe.fold_model(doc, fold)
+    assert recipe.row.checkpoint(fold).is_file()
+    _, probs_again = recipe.attention(again, [p["sample_id"] for p in preds])
+    np.testing.assert_allclose(probs_again, [p["scores"] for p in preds], atol=1e-6)
 
 
 def test_full_finetuning_runs_on_frames(tmp_path):
@@ -110,8 +116,72 @@ def test_settings_checks():
         H.hlora_recipe(data, model="hlora_test", image_size=56)
     with pytest.raises(MernbError, match="clips must be"):
         H.hlora_recipe(data, model="hlora_test", image_size=112, epochs=1)
-    assert H.epochs_for_steps(600, 133, 36) == 150
-    assert H.epochs_for_steps(1, 10, 36) == 1
+
+
+@pytest.mark.parametrize("split", ["loso", "holdout"])
+def test_step_budget_is_counted_on_each_folds_training_set(tmp_path, split):
+    """Issue 7.1: ``steps`` per fold, whatever the size of the held-out side (± one epoch's worth)."""
+    steps, batch = 7, 2
+    settings = {**SMALL, "epochs": None, "steps": steps, "batch_size": batch, "cache_dir": tmp_path}
+    if split == "loso":  # unequal subjects: 1, 2 and 6 clips
+        data = fake_data(n_subjects=3, per_subject=6)
+        keep = {data.samples[i].sample_id for i in (0, 6, 7, 12, 13, 14, 15, 16, 17)}
+        data = ProtocolData(data.dataset, data.protocol, data.classes, [s for s in data.samples if s.sample_id in keep],
+                            {k: v for k, v in data.clips.items() if k in keep})
+        _, doc = H.train_row(data, settings, results_dir=tmp_path / "r" / "t")
+    else:  # a small source, a large target (SAMM -> CASME II shape)
+        source, target = fake_data(n_subjects=2, per_subject=2), fake_data(n_subjects=4, per_subject=4,
+                                                                            dataset="samm", seed=1)
+        samples, fold = holdout_fold(source.samples, target.samples)
+        data = ProtocolData("casme2->samm", "holdout", list(CLASSES), samples, {**source.clips, **target.clips})
+        _, doc = H.train_row(data, settings, results_dir=tmp_path / "r" / "t7", holdout=(samples, fold))
+    for fold in doc["result"]["folds"]:
+        n_train = len(data.samples) - fold["n"]
+        per_epoch = -(-n_train // batch)
+        assert steps <= fold["extras"]["steps"] < steps + per_epoch, (fold["name"], n_train)
+
+
+def test_prefix_cache_key_has_the_storage_dtype_and_the_clip_content(tmp_path):
+    """Issue 7.3: a float16 cache file is not served to a float32 run; a changed clip is not answered by
+    the tokens of the old one (same sample id)."""
+    data = fake_data(n_subjects=2, per_subject=1)
+    sid = data.samples[0].sample_id
+    half = H.hlora_recipe(data, cache_dir=tmp_path, cache_dtype="float16", **SMALL)
+    tokens16 = half.tokens([sid])
+    full = H.hlora_recipe(data, cache_dir=tmp_path, **SMALL)
+    model = full.build_model().eval()
+    with torch.no_grad():
+        exact = model.prefix_features(full.frames(sid)[None])
+    tokens32 = full.tokens([sid])
+    torch.testing.assert_close(tokens32, exact.float(), atol=0, rtol=0)
+    assert not torch.equal(tokens32, tokens16)  # the float16 file was not reused
+    changed = ProtocolData(data.dataset, data.protocol, data.classes, data.samples,
+                           {**data.clips, sid: 255 - data.clips[sid]})
+    other = H.hlora_recipe(changed, cache_dir=tmp_path, **SMALL)
+    with torch.no_grad():
+        expected = model.prefix_features(other.frames(sid)[None])
+    torch.testing.assert_close(other.tokens([sid]), expected.float(), atol=0, rtol=0)
+
+
+def test_row_follows_labels_and_frames(tmp_path):
+    """Issue 10 §2: a corrected label or changed frames make another row; the same inputs load the row."""
+    import dataclasses
+
+    data = fake_data()
+    settings = {**SMALL, "cache_dir": tmp_path}
+    _, doc = H.train_row(data, settings, results_dir=tmp_path / "r" / "t")
+    _, same = H.train_row(fake_data(), settings, results_dir=tmp_path / "r" / "t")
+    assert same["origin"] == "loaded" and same["path"] == doc["path"]
+    relabelled = fake_data()
+    relabelled.samples[0] = dataclasses.replace(relabelled.samples[0], label="surprise")
+    _, new = H.train_row(relabelled, settings, results_dir=tmp_path / "r" / "t")
+    assert new["origin"] == "computed" and new["path"] != doc["path"]
+    assert [p["y_true"] for p in new["result"]["predictions"] if p["sample_id"] == data.samples[0].sample_id] == [2]
+    reframed = fake_data()
+    sid = reframed.samples[1].sample_id
+    reframed.clips[sid] = 255 - reframed.clips[sid]
+    _, new = H.train_row(reframed, settings, results_dir=tmp_path / "r" / "t")
+    assert new["origin"] == "computed" and new["path"] != doc["path"]
 
 
 def test_failure_cases_most_confident_first():

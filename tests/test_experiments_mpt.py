@@ -26,7 +26,7 @@ def data() -> ProtocolData:
     for subj in range(3):
         for k in range(4):
             s = Sample("smic", f"s{subj + 1}", f"c{k}", 10, None, 40, CLASSES[(subj + k) % 3], aus=("AU12",),
-                       fps=100.0)
+                       fps=100.0, frame_numbers=tuple(range(10, 41)))
             samples.append(s)
             clips[s.sample_id] = rng.integers(0, 255, size=(8, 32, 32, 3), dtype=np.uint8)
     return ProtocolData("smic", "smic_3class", CLASSES, samples, clips)
@@ -49,9 +49,18 @@ def test_row_spec_is_canonical_so_equal_models_share_one_file():
         recipe.row_spec(SETTINGS, kind="cnn")
 
 
-def test_sampled_fps():
-    s = Sample("casme2", "01", "EP1", 100, 120, 160, "happiness", fps=200.0)
+def test_sampled_fps_comes_from_the_sampled_frame_numbers():
+    """Issue 7.5: the band-pass rate is that of the frames actually sampled, not of the annotated span."""
+    s = Sample("casme2", "01", "EP1", 100, 120, 160, "happiness", fps=200.0, frame_numbers=tuple(range(100, 161)))
     assert recipe.sampled_fps(s, 16) == pytest.approx(15 * 200 / 60)
+    # frames 151..160 missing on disk: the 16 sampled frames span 100..150
+    short = Sample("casme2", "01", "EP1", 100, 120, 160, "happiness", fps=200.0, frame_numbers=tuple(range(100, 151)))
+    assert recipe.sampled_fps(short, 16) == pytest.approx(15 * 200 / 50)
+    # a gap in the middle does not change the end points: 0..9 and 20..29 on disk, 4 frames at 0, 6.33, 12.67, 19
+    gap = Sample("casme2", "01", "EP2", 0, None, 29, "happiness", fps=100.0,
+                 frame_numbers=tuple(range(10)) + tuple(range(20, 30)))
+    np.testing.assert_allclose(recipe.sampled_frame_numbers(gap, 4), [0, 6, 23, 29])
+    assert recipe.sampled_fps(gap, 4) == pytest.approx(3 * 100 / 29)
 
 
 def test_inputs_are_cached_and_rounded(data, tmp_path):
@@ -91,7 +100,7 @@ def test_rows_run_share_and_give_features_models_and_gradcam(data, tmp_path):
     for name in ("MPT", "vit"):
         row = done[name]
         model = row.fold_model(fold)  # no checkpoint: trained again and saved
-        assert (row.folder / "models" / f"{fold}.pt").is_file()
+        assert row.shared.checkpoint(fold).is_file()
         reloaded = row.fold_model(fold)  # from the checkpoint
         for (k, a), b in zip(model.state_dict().items(), reloaded.state_dict().values(), strict=True):
             assert torch.equal(a, b), k
@@ -101,3 +110,59 @@ def test_rows_run_share_and_give_features_models_and_gradcam(data, tmp_path):
         x = x if isinstance(x, dict) else {"image": x}
         maps = recipe.gradcam_maps(model, x, [0, 1])
         assert maps.shape == (2, 32, 32) and np.isfinite(maps).all()
+
+
+def test_a_fold_retrained_alone_equals_the_same_fold_in_a_full_run(data, tmp_path):
+    """Issue 7.4: randomness is per fold. The first fold of a full run (where the inputs are prepared lazily
+    and a probe model is built) equals that fold retrained alone in a process that has run other things."""
+    from torch.utils.data import DataLoader
+
+    from mernb.train.loop import predict
+
+    recipe._INPUTS.clear()
+    kw = dict(results_dir=tmp_path / "results" / "mpt" / "t", cache_dir=tmp_path / "cache", seed=0, device="cpu",
+              verbose=False)
+    row = recipe.run_rows({"MPT": {}}, data, SETTINGS, **kw)["MPT"]
+    first = next(iter(row.folds()))
+    torch.rand(5)  # the process's generator is elsewhere now
+    model = row.fold_model(first)  # no checkpoint: trained again, alone
+    test = [data.samples[i] for i in row.folds()[first].test_idx]
+    logits, _ = predict(model, DataLoader(row.experiment.dataset_fn(test, False), batch_size=8), torch.device("cpu"))
+    probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
+    stored = [p["scores"] for p in row.doc["result"]["predictions"] if p["fold"] == first]
+    np.testing.assert_array_equal(probs.astype(float), np.asarray(stored))
+
+
+def test_clip_too_long_for_the_band_pass_is_dropped_and_listed(data, tmp_path):
+    """Issue 7.5: one clip whose 8 sampled frames are 1.75 Hz apart cannot carry 0.4-4 Hz: it is left out of
+    that row and listed, the row runs (a row without motion prompts keeps it)."""
+    import dataclasses
+
+    long = dataclasses.replace(data.samples[0], offset=410, frame_numbers=tuple(range(10, 411)))
+    data.samples[0] = long
+    kw = dict(results_dir=tmp_path / "results" / "mpt" / "t", cache_dir=tmp_path / "cache", seed=0, device="cpu",
+              verbose=False)
+    rows = recipe.run_rows({"MPT": {}, "no prompt": {"prompt": "none"}}, data, SETTINGS, **kw)
+    doc = rows["MPT"].doc
+    assert [d[0] for d in doc["extra"]["dropped"]] == [long.sample_id]
+    assert "motion input impossible" in doc["extra"]["dropped"][0][1]
+    assert long.sample_id not in {p["sample_id"] for p in doc["result"]["predictions"]}
+    assert len(doc["result"]["predictions"]) == len(data.samples) - 1
+    assert len(rows["no prompt"].doc["result"]["predictions"]) == len(data.samples)
+
+
+def test_fold_checkpoint_must_hold_every_trained_tensor(data, tmp_path):
+    """Issue 11 §2: trainable weights missing from a checkpoint are an error, never left random."""
+    from mernb.errors import MernbError
+
+    kw = dict(results_dir=tmp_path / "results" / "mpt" / "t", cache_dir=tmp_path / "cache", seed=0, device="cpu",
+              verbose=False, save_models=True)
+    row = recipe.run_rows({"MPT": {}}, data, SETTINGS, **kw)["MPT"]
+    fold = next(iter(row.folds()))
+    path = row.shared.checkpoint(fold)
+    state = torch.load(path, weights_only=True)
+    dropped = sorted(state)[0]
+    del state[dropped]
+    torch.save(state, path)
+    with pytest.raises(MernbError, match="does not fit"):
+        row.fold_model(fold)

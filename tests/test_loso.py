@@ -287,3 +287,53 @@ def test_torch_experiment_config_and_errors():
         torch_experiment(amp_dtype="float32")
     with pytest.raises(ConfigError, match="num_classes"):
         run_loso(torch_experiment(num_classes=4), make_samples(), CLASSES, None, progress=False)
+
+
+class LazyFlipDataset(PointDataset):
+    """Like a recipe's dataset: the first call prepares inputs with random numbers (a probe model...), and
+    training items are flipped at random (drawing from ``generator`` when the experiment sets one)."""
+
+    prepared: list[bool] = []
+
+    def __init__(self, samples, train):
+        if not LazyFlipDataset.prepared:
+            torch.randn(100)  # lazy preparation consumes the process's generator once
+            LazyFlipDataset.prepared.append(True)
+        super().__init__(samples, train)
+        self.train = train
+        self.generator = None
+
+    def __getitem__(self, i):
+        x, y, i = super().__getitem__(i)
+        if self.train and bool(torch.rand((), generator=self.generator) < 0.5):
+            x = -x
+        return x, y, i
+
+
+def test_a_fold_trained_alone_equals_the_same_fold_in_a_full_run():
+    """Issue 7.4: a fold's randomness (init, shuffling, flips) does not depend on what ran before it."""
+    samples = make_samples(datasets=("casme2",), subjects=("1", "2", "3"), per_subject=9, sep=1.5)
+    folds = loso_folds(samples)
+    LazyFlipDataset.prepared.clear()
+    full = run_folds(torch_experiment(dataset_fn=LazyFlipDataset), samples, folds, CLASSES, None, seed=0,
+                     progress=False)
+    torch.rand(3)
+    alone = run_folds(torch_experiment(dataset_fn=LazyFlipDataset), samples, folds[:1], CLASSES, None, seed=0,
+                      progress=False)
+    first = [r["scores"] for r in full.predictions if r["fold"] == folds[0].name]
+    assert [r["scores"] for r in alone.predictions] == first
+
+
+def test_step_budget_per_fold():
+    """``steps``: each fold trains ceil(steps / its own batches per epoch) epochs."""
+    samples = make_samples(datasets=("casme2",), subjects=("1", "2", "3"), per_subject=9, sep=1.5)
+    samples = samples[:2] + samples[9:]  # subjects of 2, 9 and 9 samples
+    exp = torch_experiment(epochs=None, steps=5, batch_size=4)
+    res = run_loso(exp, samples, CLASSES, None, progress=False)
+    for fold in res.folds:
+        n_train = len(samples) - len(fold.sample_ids)
+        per_epoch = -(-n_train // 4)
+        assert 5 <= fold.extras["steps"] < 5 + per_epoch
+    assert exp.config["steps"] == 5 and exp.config["epochs"] is None
+    with pytest.raises(ConfigError, match="exactly one of epochs and steps"):
+        torch_experiment(epochs=3, steps=5)

@@ -1,11 +1,27 @@
-"""Shared steps of every training notebook: data for a protocol, one LOSO table row, run info.
+"""Shared steps of every training notebook: data for a protocol, train-or-load a row shared by key, run info.
 
-Used by the MPT and HLoRA-MER recipes (notebooks/mpt/*, notebooks/hlora/*) and every notebook's run info.
+**Train-or-load a row, shared by key** (:class:`SharedRow`) is the one mechanism the three papers use for a
+table row: an experiment on a protocol's samples, split into folds (LOSO, subject k-fold or a holdout split),
+trained once and read by every table and figure that asks for the same thing. Its key is a digest of the
+experiment's config, the protocol, the seed, the split and everything the model sees of each sample (id,
+label, onset/apex/offset, frame numbers and a digest of the prepared clip), so a corrected label or a
+changed frame is never answered by a stale result. Layout, under ``runs/<plan>/results/<paper>/shared/``::
+
+    <name>-<key>.json            results document (pooled predictions, metrics, provenance, dropped clips)
+    <name>-<key>/folds/          one JSON per finished fold (resume after a kill)
+    <name>-<key>/checkpoints/    per-fold trainable weights (+ buffers), written atomically
+    <name>-<key>/features/       per-fold held-out features (t-SNE), when the row has a ``features_fn``
+
+Used by the MPT, HLoRA-MER and MA2MI recipes (notebooks/mpt/*, notebooks/hlora/*, notebooks/ma2mi/*) and
+every notebook's run info.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,11 +31,12 @@ import numpy as np
 from mernb.data.cache import ClipCache
 from mernb.data.clips import PrepareReport, prepare_all
 from mernb.data.protocols import protocol as get_protocol
-from mernb.data.records import Sample
+from mernb.data.records import HIDDEN_LABEL, Sample
 from mernb.data.sources import load_samples
 from mernb.errors import MernbError
+from mernb.io import digest, save_torch_atomic, write_atomic
 from mernb.report.results import train_or_load
-from mernb.train.loso import Experiment, run_loso
+from mernb.train.loso import Experiment, Fold, label_index, loso_folds, run_folds, sample_fingerprint
 
 
 @dataclass
@@ -34,6 +51,31 @@ class ProtocolData:
     prepare: PrepareReport | None = None
     problems: list = field(default_factory=list)
     dropped: list[tuple[str, str]] = field(default_factory=list)
+    _digests: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def input_digests(self) -> dict[str, str]:
+        """``{sample_id: digest of its prepared clip}`` (content, shape and dtype), computed once."""
+        for sid, clip in self.clips.items():
+            if sid not in self._digests:
+                array = np.ascontiguousarray(clip)
+                h = hashlib.sha1(f"{array.dtype}{array.shape}".encode())
+                h.update(array.tobytes())
+                self._digests[sid] = h.hexdigest()
+        return {sid: self._digests[sid] for sid in self.clips}
+
+    def digest(self, samples: Sequence[Sample] | None = None) -> str:
+        """Digest of what a model sees of ``samples`` (default: all): fingerprints + prepared-clip digests."""
+        clips = self.input_digests()
+        rows = sorted([*sample_fingerprint(s), clips.get(s.sample_id)] for s in (samples or self.samples))
+        return digest([self.dataset, self.protocol, self.classes, rows])
+
+    def drop(self, reasons: dict[str, str]) -> None:
+        """Remove samples (``{sample_id: reason}``) and list them in ``dropped`` (shown with the results)."""
+        if not reasons:
+            return
+        self.samples = [s for s in self.samples if s.sample_id not in reasons]
+        self.clips = {sid: c for sid, c in self.clips.items() if sid not in reasons}
+        self.dropped = sorted([*self.dropped, *reasons.items()])
 
     def summary(self) -> str:
         counts = {c: sum(s.label == c for s in self.samples) for c in self.classes}
@@ -42,6 +84,7 @@ class ProtocolData:
         if self.prepare is not None:
             lines.append(f"clips: {self.prepare}")
         lines += [f"reader: {p}" for p in self.problems]
+        lines += [f"dropped {sid}: {why}" for sid, why in self.dropped]
         return "\n".join(lines)
 
 
@@ -79,31 +122,164 @@ def prepare_protocol_data(
                         sorted(failed.items()))
 
 
-def run_loso_row(
-    results_path: str | Path,
-    experiment: Experiment,
-    data: ProtocolData,
-    *,
-    seed: int = 0,
-    force: bool = False,
-    plan: str | None = None,
-    notebook: str | None = None,
-) -> dict[str, Any]:
-    """One table row: LOSO over ``data`` (fold-level resume under ``<results_path stem>/``), train-or-load.
+def shared_dir(results_dir: str | Path) -> Path:
+    """``runs/<plan>/results/<paper>/shared`` from any notebook's ``results_dir`` (``.../<paper>/<notebook>``)."""
+    return Path(results_dir).parent / "shared"
 
-    Returns the results document (``result`` holds pooled predictions and metrics; ``origin`` says
-    whether it was loaded or computed).
+
+def trainable_state(model: Any) -> dict[str, Any]:
+    """What a fold trained: parameters with ``requires_grad`` and every buffer (BatchNorm statistics...)."""
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    names |= {n for n, _ in model.named_buffers()}
+    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in names}
+
+
+def load_trainable_state(model: Any, state: dict[str, Any], source: str | Path) -> Any:
+    """Load a :func:`trainable_state` strictly: a missing or unexpected trained tensor is an error naming
+    ``source`` (the frozen rest comes from the weights file or the seed, as in training)."""
+    expected = set(trainable_state(model))
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise MernbError(f"{source} does not fit this model: missing trained tensors {missing[:4]}, unexpected "
+                         f"{extra[:4]}; re-run the row with force=True")
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+@dataclass
+class SharedRow:
+    """One table row: ``experiment`` on ``data`` split into ``folds``, trained once and shared by :attr:`key`.
+
+    ``paper``/``name``: the results file is ``<results_dir>/../shared/<name>-<key>.json``. ``folds``
+    default to LOSO over ``data.samples``; a holdout or k-fold row passes its ``samples`` order, ``folds``
+    and a ``split`` name. ``checkpoints`` (True, False or fold names) says which folds keep their trained
+    weights; ``features_fn(model, samples)`` (optional) gives held-out features stored per fold.
     """
-    results_path = Path(results_path)
-    fold_dir = results_path.with_suffix("")
-    config = {**experiment.config, "dataset": data.dataset, "protocol": data.protocol, "classes": data.classes,
-              "n_samples": len(data.samples), "seed": seed}
 
-    def compute() -> dict[str, Any]:
-        return run_loso(experiment, data.samples, data.classes, fold_dir, seed=seed, force=force).to_dict()
+    name: str
+    experiment: Experiment
+    data: ProtocolData
+    results_dir: str | Path
+    seed: int = 0
+    split: str = "loso"
+    samples: list[Sample] | None = None
+    folds: list[Fold] | None = None
+    checkpoints: bool | Sequence[str] = True
+    features_fn: Callable[[Any, list[Sample]], np.ndarray] | None = field(default=None, repr=False)
+    doc: dict[str, Any] | None = field(default=None, repr=False)
 
-    return train_or_load(results_path, compute, force=force, config=config, plan=plan, notebook=notebook,
-                         seeds=[seed])
+    def __post_init__(self) -> None:
+        if self.samples is None:
+            self.samples = list(self.data.samples)
+        if self.folds is None:
+            self.folds = loso_folds(self.samples)
+
+    # --- identity -------------------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        """Digest of the experiment config, protocol, classes, seed, split and the samples' inputs."""
+        return digest({"experiment": self.experiment.name, "config": self.experiment.config, "seed": self.seed,
+                       "split": self.split, "folds": [[f.name, len(f.train_idx), len(f.test_idx)] for f in self.folds],
+                       "data": self.data.digest(self.samples)})
+
+    @property
+    def path(self) -> Path:
+        return shared_dir(self.results_dir) / f"{self.name}-{self.key}.json"
+
+    @property
+    def folder(self) -> Path:
+        return self.path.with_suffix("")
+
+    def checkpoint(self, fold: str) -> Path:
+        return self.folder / "checkpoints" / f"{fold}.pt"
+
+    # --- training -------------------------------------------------------------------------------
+    def _keeps(self, fold: str) -> bool:
+        return self.checkpoints is True or (not isinstance(self.checkpoints, bool) and fold in self.checkpoints)
+
+    def _on_fold_end(self, fold: Fold, model: Any, info: dict[str, Any]) -> None:
+        if self._keeps(fold.name):
+            save_torch_atomic(self.checkpoint(fold.name), trainable_state(model))
+        if self.features_fn is not None:
+            test = [self.samples[i] for i in fold.test_idx]
+            self._save_features(fold.name, self.features_fn(model, test))
+
+    def _save_features(self, fold: str, feats: Any) -> np.ndarray:
+        feats = np.asarray(feats, dtype=np.float32)
+        write_atomic(self.folder / "features" / f"{fold}.npy", lambda handle: np.save(handle, feats))
+        return feats
+
+    def run(self, *, force: bool = False, plan: str | None = None, notebook: str | None = None) -> dict[str, Any]:
+        """Train-or-load the row (fold-level resume). Returns the results document with ``path`` and
+        ``origin`` ("loaded" or "computed"); clips dropped at preparation are listed in ``extra.dropped``."""
+        self.experiment.on_fold_end = self._on_fold_end
+        config = {**self.experiment.config, "dataset": self.data.dataset, "protocol": self.data.protocol,
+                  "classes": self.data.classes, "n_samples": len(self.samples), "seed": self.seed,
+                  "split": self.split}
+        digests = self.data.input_digests()
+
+        def compute() -> dict[str, Any]:
+            return run_folds(self.experiment, self.samples, self.folds, self.data.classes, self.folder,
+                             seed=self.seed, force=force, progress=False, input_digests=digests).to_dict()
+
+        extra = {"row_key": self.key, "row": self.name, "dropped": [list(d) for d in self.data.dropped]}
+        doc = train_or_load(self.path, compute, force=force, config=config, plan=plan, notebook=notebook,
+                            seeds=[self.seed], extra=extra)
+        self.doc = {**doc, "path": str(self.path)}
+        return self.doc
+
+    # --- trained models and features ------------------------------------------------------------
+    def fold(self, name: str) -> Fold:
+        for fold in self.folds:
+            if fold.name == name:
+                return fold
+        raise MernbError(f"row {self.name!r} has no fold {name!r} (folds: {[f.name for f in self.folds][:8]}...)")
+
+    def fold_model(self, name: str) -> Any:
+        """The trained model of fold ``name`` in eval mode: from its checkpoint, else trained again (same
+        seed, same fold: the same model, since randomness is per fold) and its checkpoint written."""
+        fold = self.fold(name)
+        path = self.checkpoint(name)
+        if path.is_file():
+            import torch
+
+            from mernb.train.runtime import set_seed
+
+            set_seed(self.seed)
+            model = self.experiment.model_fn(len(self.data.classes))
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # truncated or foreign file
+                raise MernbError(f"checkpoint {path} cannot be read ({exc}); delete it to retrain that fold") from exc
+            return load_trainable_state(model, state, path).eval()
+        exp = self.experiment
+        train = [self.samples[i] for i in fold.train_idx]
+        test = [dataclasses.replace(self.samples[i], label=HIDDEN_LABEL) for i in fold.test_idx]
+        exp.on_fold_end, exp.keep_model = None, True
+        try:
+            exp.fit_predict(train, test, seed=self.seed, fold=fold)
+        finally:
+            exp.keep_model = False
+        model = exp.models.pop(name)
+        save_torch_atomic(path, trainable_state(model))
+        return model.eval()
+
+    def features(self) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+        """Held-out features pooled over folds (N, D), true labels (N,), sample ids and fold names."""
+        if self.features_fn is None:
+            raise MernbError(f"row {self.name!r} has no features_fn")
+        feats, y, ids, fold_names = [], [], [], []
+        for fold in self.folds:
+            path = self.folder / "features" / f"{fold.name}.npy"
+            test = [self.samples[i] for i in fold.test_idx]
+            if path.is_file():
+                feats.append(np.load(path))
+            else:
+                feats.append(self._save_features(fold.name, self.features_fn(self.fold_model(fold.name), test)))
+            ids += [s.sample_id for s in test]
+            y += [label_index(s, self.data.classes) for s in test]
+            fold_names += [fold.name] * len(test)
+        return np.concatenate(feats), np.asarray(y), ids, fold_names
 
 
 def run_info(**params: Any) -> str:

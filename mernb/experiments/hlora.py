@@ -14,11 +14,17 @@ Pipeline (paper §4.1.3; choices in :mod:`mernb.models.hlora`):
 5. ``finetune="full"`` (Table 8) trains the whole backbone, so nothing can be cached: the frames go
    through the full model (flipped on the fly).
 
-Results sharing: a row is identified by a hash of the experiment config, dataset, protocol, classes,
-seed, sample ids and split (:func:`row_key`); its results document is
-``runs/<plan>/results/hlora/shared/<hash>.json`` (folds and per-fold trainable checkpoints beside it in
-``shared/<hash>/``). So the default SAMM 5-class row trained for Table 3 is loaded, not retrained, by
-Tables 8 and 9 and Fig. 3 (N_l = 2), and Figs. 4–6 reload its fold checkpoints.
+Results sharing: a row is a :class:`~mernb.experiments.common.SharedRow` (the mechanism the three papers
+share): its key covers the experiment config, dataset, protocol, classes, seed, split and everything the
+model sees of each sample; its results document is ``runs/<plan>/results/hlora/shared/hlora-<dataset>-<key>.json``
+(folds and per-fold trainable checkpoints beside it). So the default SAMM 5-class row trained for Table 3 is
+loaded, not retrained, by Tables 8 and 9 and Fig. 3 (N_l = 2), and Figs. 4-6 reload its fold checkpoints.
+
+Step budget: ``steps`` (the authors' 600 optimiser steps per fold) is counted on each fold's own training
+set (``TorchExperiment.steps``), so a holdout split or a fold with a large held-out subject gets its steps.
+
+Prefix-token cache key: the prepared clip's content digest, the frame count, size, normalisation and the
+storage dtype (a float16 file is never served to a float32 run, a corrected clip never reuses old tokens).
 
 Figures: :meth:`HLoRARecipe.fold_model` rebuilds a fold's trained model from its checkpoint (LoRA + HFM
 only; the frozen backbone comes from the weights file, or from the seed for the random ``hlora_test``);
@@ -34,7 +40,6 @@ Used by ``notebooks/hlora/*.ipynb``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import shutil
@@ -51,18 +56,17 @@ from mernb.data.clips import normalize, to_tensor
 from mernb.data.protocols import protocol as get_protocol
 from mernb.data.records import Sample
 from mernb.errors import MernbError
-from mernb.experiments.common import ProtocolData, prepare_protocol_data
+from mernb.experiments.common import ProtocolData, SharedRow, prepare_protocol_data
 from mernb.models import create_model
 from mernb.models.feature_cache import PrefixCache
-from mernb.report.results import train_or_load
 from mernb.train.experiment import TorchExperiment
 from mernb.train.loop import OptimConfig
-from mernb.train.loso import Fold, holdout_fold, label_index, loso_folds, run_folds
+from mernb.train.loso import Fold, holdout_fold, label_index
 from mernb.train.runtime import pick_device, set_seed
 
 __all__ = [
-    "NUM_FRAMES", "HLoRARecipe", "hlora_recipe", "epochs_for_steps", "row_key", "run_row", "load_shared_row",
-    "prepare_holdout_data", "write_synthetic_meview", "failure_cases", "TokenDataset", "FrameDataset",
+    "NUM_FRAMES", "HLoRARecipe", "hlora_recipe", "run_row", "prepare_holdout_data", "write_synthetic_meview",
+    "failure_cases", "TokenDataset", "FrameDataset",
 ]
 
 NUM_FRAMES = 8  # t = 8 (paper §4.1.3)
@@ -76,7 +80,7 @@ class TokenDataset(Dataset):
     """``({"tokens": (t, N, D)}, label index, sample index)`` from cached prefix tokens.
 
     ``get(sample_id, flip)`` returns the cached tokens; in training (``flip=True``) each item picks the
-    flipped clip's tokens with probability 0.5.
+    flipped clip's tokens with probability 0.5, drawn from ``generator`` (set per fold by the experiment).
     """
 
     def __init__(self, get: Callable[[str, bool], torch.Tensor], samples: Sequence[Sample],
@@ -85,42 +89,40 @@ class TokenDataset(Dataset):
         self.samples = list(samples)
         self.labels = [label_index(s, classes) for s in self.samples]
         self.flip = flip
+        self.generator: torch.Generator | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int):
-        flip = self.flip and bool(torch.rand(()) < 0.5)
+        flip = self.flip and bool(torch.rand((), generator=self.generator) < 0.5)
         return {"tokens": self.get(self.samples[index].sample_id, flip).float()}, self.labels[index], index
 
 
 class FrameDataset(Dataset):
-    """``({"x": (t, 3, H, W)}, label index, sample index)`` of normalised frames (full fine-tuning)."""
+    """``({"x": (t, 3, H, W)}, label index, sample index)`` of normalised frames (full fine-tuning).
 
-    def __init__(self, frames: dict[str, torch.Tensor], samples: Sequence[Sample], classes: Sequence[str],
+    ``frames(sample_id)`` normalises a clip on demand (nothing is held in float32 up front)."""
+
+    def __init__(self, frames: Callable[[str], torch.Tensor], samples: Sequence[Sample], classes: Sequence[str],
                  flip: bool = False) -> None:
         self.frames = frames
         self.samples = list(samples)
         self.labels = [label_index(s, classes) for s in self.samples]
         self.flip = flip
+        self.generator: torch.Generator | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int):
-        x = self.frames[self.samples[index].sample_id]
-        if self.flip and bool(torch.rand(()) < 0.5):
+        x = self.frames(self.samples[index].sample_id)
+        if self.flip and bool(torch.rand((), generator=self.generator) < 0.5):
             x = x.flip(-1)
         return {"x": x}, self.labels[index], index
 
 
 # ---------------------------------------------------------------------------------------------- recipe
-
-
-def epochs_for_steps(steps: int, n_train: int, batch_size: int) -> int:
-    """Epochs giving about ``steps`` optimiser steps on ``n_train`` samples (the authors' code counts 600
-    steps per fold; the paper states no schedule). At least 1."""
-    return max(1, math.ceil(steps / max(1, math.ceil(n_train / batch_size))))
 
 
 @dataclass
@@ -137,12 +139,13 @@ class HLoRARecipe:
     image_size: int
     seed: int
     experiment: TorchExperiment
-    frames: dict[str, torch.Tensor] = field(repr=False)
+    frames: Callable[[str], torch.Tensor] = field(repr=False)
     cache: PrefixCache | None = field(repr=False, default=None)
     signature: str | None = None
     key_suffix: str = ""
     device: str | None = None
     ensure_tokens: Callable[[], None] = field(repr=False, default=lambda: None)
+    row: SharedRow | None = field(repr=False, default=None)
 
     # --- models ---------------------------------------------------------------------------------
     def build_model(self) -> torch.nn.Module:
@@ -150,18 +153,16 @@ class HLoRARecipe:
         return self.experiment.model_fn(self.experiment.num_classes)
 
     def fold_model(self, doc: dict[str, Any], fold: str) -> torch.nn.Module:
-        """The trained model of ``fold`` of a results document (its checkpoint: LoRA + HFM), in eval mode."""
-        path = checkpoint_path(doc, fold)
-        if not path.is_file():
-            raise MernbError(f"no checkpoint {path} for fold {fold!r}: re-run the row with force=True "
-                             "(checkpoints are written when a fold trains)")
-        model = self.build_model()
-        model.load_trainable(torch.load(path, map_location="cpu", weights_only=True))
-        return model.to(pick_device(self.device)).eval()
+        """The trained model of ``fold`` of the row ``doc`` came from (its checkpoint: LoRA + HFM; retrained
+        when the checkpoint is gone), in eval mode."""
+        if self.row is None or self.row.doc is None or Path(doc["path"]) != self.row.path:
+            raise MernbError("fold_model needs the document this recipe's row returned (train_row(...))")
+        return self.row.fold_model(fold).to(pick_device(self.device)).eval()
 
     # --- tokens and features ----------------------------------------------------------------------
     def cache_key(self, sample_id: str) -> str:
-        return f"{sample_id}|{self.key_suffix}"
+        """Prefix-cache key of a clip: its content digest plus the input and storage settings."""
+        return f"{self.data.input_digests()[sample_id]}|{self.key_suffix}"
 
     def tokens(self, sample_ids: Sequence[str], flip: bool = False) -> torch.Tensor:
         """Cached prefix tokens (B, t, N, D) (float32, CPU) of clips, unflipped or flipped."""
@@ -177,7 +178,7 @@ class HLoRARecipe:
         device = next(model.parameters()).device
         if self.cache is not None and getattr(model, "prefix_frozen", False):
             return {"tokens": self.tokens(sample_ids).to(device)}
-        return {"x": torch.stack([self.frames[s] for s in sample_ids]).to(device)}
+        return {"x": torch.stack([self.frames(s) for s in sample_ids]).to(device)}
 
     @torch.no_grad()
     def attention(self, model: torch.nn.Module, sample_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +199,7 @@ class HLoRARecipe:
                 h = blk(h)
             tokens = bb.norm(h)
         else:
-            x = torch.stack([self.frames[s][frame] for s in sample_ids]).to(next(model.parameters()).device)
+            x = torch.stack([self.frames(s)[frame] for s in sample_ids]).to(next(model.parameters()).device)
             tokens = bb.forward_features(x)
         patches = tokens[:, getattr(bb, "num_prefix_tokens", 1):]
         side = int(round(math.sqrt(patches.shape[1])))
@@ -234,15 +235,13 @@ def hlora_recipe(
 
     ``model``: a registered config (``hlora_vitg14`` paper, ``hlora_test`` tiny CPU); ``model_kwargs``
     are its overrides (``hfm``, ``neighbours``, ``finetune``, ``n_lora_blocks``, ``lora_rank``...).
-    Give ``epochs`` or ``steps`` (turned into epochs on the protocol's sample count by
-    :func:`epochs_for_steps`). Adam with a fixed ``lr``; ``flip``: random horizontal flips in training.
+    Give ``epochs`` or ``steps`` (optimiser steps per fold, counted on each fold's own training set).
+    Adam with a fixed ``lr``; ``flip``: random horizontal flips in training.
     ``cache_dir``: the prefix tokens are also stored under ``<cache_dir>/hlora_prefix``; ``cache_dtype``
     (``"float16"``) halves their memory (paper plan).
     """
     if (epochs is None) == (steps is None):
         raise MernbError("give exactly one of epochs or steps")
-    if epochs is None:
-        epochs = epochs_for_steps(int(steps), len(data.samples), batch_size)
     if cache_dtype not in _DTYPES:
         raise MernbError(f"cache_dtype must be one of {sorted(k for k in _DTYPES if k)} or None, got {cache_dtype!r}")
     device = None if device in (None, "auto") else device
@@ -259,8 +258,13 @@ def hlora_recipe(
     if shapes != {(NUM_FRAMES, image_size, image_size, 3)}:
         raise MernbError(f"clips must be ({NUM_FRAMES}, {image_size}, {image_size}, 3); got {sorted(shapes)}: "
                          f"prepare them with num_frames={NUM_FRAMES}, size={image_size}")
-    frames = {sid: normalize(to_tensor(clip), (mean, std)) for sid, clip in data.clips.items()}
-    key_suffix = f"t{NUM_FRAMES}|s{image_size}|mean{tuple(round(m, 4) for m in mean)}|std{tuple(round(s, 4) for s in std)}"
+    def frames(sample_id: str) -> torch.Tensor:
+        """A clip normalised on demand (never all clips in float32 at once)."""
+        return normalize(to_tensor(data.clips[sample_id]), (mean, std))
+
+    key_suffix = (f"t{NUM_FRAMES}|s{image_size}|mean{tuple(round(m, 4) for m in mean)}|"
+                  f"std{tuple(round(s, 4) for s in std)}|{cache_dtype or 'float32'}")
+    digests = data.input_digests()
 
     cache = signature = None
     if template.prefix_frozen:
@@ -275,12 +279,12 @@ def hlora_recipe(
             return
         run_on = pick_device(device)
         template.to(run_on).eval()
-        ids = sorted(frames)
+        ids = sorted(data.clips)
         for flipped in (False, True) if flip else (False,):
             for start in range(0, len(ids), 16):
                 part = ids[start:start + 16]
-                cache.tokens(template, [f"{sid}|{key_suffix}" for sid in part],
-                             lambda idx, part=part: torch.stack([frames[part[i]] for i in idx]), [flipped] * len(part))
+                cache.tokens(template, [f"{digests[sid]}|{key_suffix}" for sid in part],
+                             lambda idx, part=part: torch.stack([frames(part[i]) for i in idx]), [flipped] * len(part))
         template.to("cpu")
         filled[0] = True
 
@@ -288,7 +292,7 @@ def hlora_recipe(
         return copy.deepcopy(template)
 
     def get(sample_id: str, flipped: bool) -> torch.Tensor:
-        tokens = cache.get(signature, f"{sample_id}|{key_suffix}", flipped)
+        tokens = cache.get(signature, f"{digests[sample_id]}|{key_suffix}", flipped)
         if tokens is None:
             raise MernbError(f"no cached prefix tokens for {sample_id} (flip={flipped})")
         return tokens
@@ -307,7 +311,8 @@ def hlora_recipe(
                "cache_dtype": cache_dtype if cache is not None else None, "model_config": model_config}
     experiment = TorchExperiment(
         name=f"hlora/{model}", model_fn=copy_model, dataset_fn=dataset_fn, num_classes=num_classes,
-        epochs=int(epochs), batch_size=batch_size, optimizer=OptimConfig(name="adam", lr=lr, weight_decay=weight_decay),
+        epochs=None if epochs is None else int(epochs), steps=None if steps is None else int(steps),
+        batch_size=batch_size, optimizer=OptimConfig(name="adam", lr=lr, weight_decay=weight_decay),
         details=details, device=device, amp=amp, progress=progress,
     )
     return HLoRARecipe(data, model, dict(model_kwargs), image_size, seed, experiment, frames, cache, signature,
@@ -315,23 +320,6 @@ def hlora_recipe(
 
 
 # ---------------------------------------------------------------------------------------------- rows
-
-
-def row_key(experiment: TorchExperiment, data: ProtocolData, seed: int, split: str = "loso") -> str:
-    """Hash of everything that defines a row's predictions (shared across tables and notebooks)."""
-    payload = {"config": experiment.config, "dataset": data.dataset, "protocol": data.protocol,
-               "classes": data.classes, "seed": seed, "split": split,
-               "samples": sorted(s.sample_id for s in data.samples)}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def shared_dir(results_dir: str | Path) -> Path:
-    """``runs/<plan>/results/hlora/shared`` from any HLoRA notebook's ``results_dir``."""
-    return Path(results_dir).parent / "shared"
-
-
-def checkpoint_path(doc: dict[str, Any], fold: str) -> Path:
-    return Path(doc["path"]).with_suffix("") / "checkpoints" / f"{fold}.pt"
 
 
 def run_row(
@@ -344,47 +332,18 @@ def run_row(
     notebook: str | None = None,
     holdout: tuple[list[Sample], Fold] | None = None,
 ) -> dict[str, Any]:
-    """Train-or-load one row in the shared results folder (LOSO, or one ``holdout_fold`` split).
-
-    Folds resume from ``shared/<hash>/folds``; each trained fold's trainable weights go to
-    ``shared/<hash>/checkpoints/<fold>.pt``. Returns the results document with ``path`` (its file) and
-    ``origin`` ("loaded" or "computed").
-    """
-    data, experiment = recipe.data, recipe.experiment
-    split = "loso" if holdout is None else f"holdout:{holdout[1].name}"
-    key = row_key(experiment, data, seed, split)
-    path = shared_dir(results_dir) / f"{key}.json"
-    row_dir = path.with_suffix("")
-    ckpt_dir = row_dir / "checkpoints"
-
-    def save(fold: Fold, model: torch.nn.Module, info: dict[str, Any]) -> None:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu() for k, v in model.trainable_state_dict().items()}
-        torch.save(state, ckpt_dir / f"{fold.name}.pt")
-
-    experiment.on_fold_end = save
+    """Train-or-load one row as a :class:`~mernb.experiments.common.SharedRow` (LOSO, or one
+    ``holdout_fold`` split); every trained fold keeps its trainable weights for the figures. Returns the
+    results document with ``path`` (its file) and ``origin`` ("loaded" or "computed")."""
+    data = recipe.data
     if holdout is None:
-        samples, folds = data.samples, loso_folds(data.samples)
+        row = SharedRow(f"hlora-{data.dataset}", recipe.experiment, data, results_dir, seed=seed)
     else:
-        samples, folds = holdout[0], [holdout[1]]
-    config = {**experiment.config, "dataset": data.dataset, "protocol": data.protocol, "classes": data.classes,
-              "n_samples": len(samples), "seed": seed, "split": split}
-
-    def compute() -> dict[str, Any]:
-        return run_folds(experiment, samples, folds, data.classes, row_dir, seed=seed, force=force,
-                         progress=False).to_dict()
-
-    doc = train_or_load(path, compute, force=force, config=config, plan=plan, notebook=notebook, seeds=[seed],
-                        extra={"row_key": key})
-    return {**doc, "path": str(path)}
-
-
-def load_shared_row(results_dir: str | Path, key: str) -> dict[str, Any] | None:
-    """A shared row's results document by its key, or None."""
-    from mernb.report.results import read_results, results_exist
-
-    path = shared_dir(results_dir) / f"{key}.json"
-    return {**read_results(path), "path": str(path)} if results_exist(path) else None
+        samples, fold = holdout
+        row = SharedRow(f"hlora-{data.dataset}".replace(">", ""), recipe.experiment, data, results_dir, seed=seed,
+                        split=f"holdout:{fold.name}", samples=list(samples), folds=[fold])
+    recipe.row = row
+    return row.run(force=force, plan=plan, notebook=notebook)
 
 
 # ---------------------------------------------------------------------------------------------- data

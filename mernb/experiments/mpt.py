@@ -6,29 +6,32 @@ Used by every notebook in ``notebooks/mpt/`` (Tables I-XI, Figs. 4-9).
   image size, frames, epochs, batch, lr, alpha, band, reduction, K, ...) and ``baselines`` (the ViT
   rows: ``scratch`` / ``full`` / ``partial``) from the plan. A table row is those settings plus a few
   overrides (:func:`row_spec`), e.g. ``{"prompt": "none"}`` or ``{"kind": "vit", **baselines["full"]}``.
-* **Shared rows.** A row's results live at ``<results root>/mpt/shared/<kind>-<hash>.json`` where the
-  hash covers the fully resolved row (every model option, training setting), the dataset, protocol,
-  sample ids and seed. Every notebook looks rows up there, so the MPT default row trained for Table VI
-  is the same file Tables III, V, VII-XI and Figs. 4-9 read (train-or-load, fold-level resume).
+* **Shared rows.** A row is a :class:`~mernb.experiments.common.SharedRow` (the mechanism the three papers
+  share): ``<results root>/mpt/shared/<kind>-<dataset>-<key>.json`` where the key covers the fully resolved
+  row (every model option, training setting), the dataset, protocol, seed and everything the model sees of
+  each sample (labels, frames). Every notebook looks rows up there, so the MPT default row trained for Table
+  VI is the same file Tables III, V, VII-XI and Figs. 4-9 read (train-or-load, fold-level resume).
 * **Inputs.** ``prepare_input`` of a probe model per clip; the magnified motion is computed once per
   clip and settings and kept in memory for the notebook (``_INPUTS``) and on disk under
   ``<cache_dir>/mpt_inputs`` (float16, so a cache hit and a fresh computation give the same tensors).
 * **Extras per fold** (not part of the hash): held-out class-token features (``<row>/features``) for
-  t-SNE; optional model checkpoints (``<row>/models``) for Grad-CAM (:meth:`MPTRow.fold_model` trains
-  one fold again when no checkpoint is there).
+  t-SNE; optional trainable-weight checkpoints (``<row>/checkpoints``) for Grad-CAM
+  (:meth:`MPTRow.fold_model` trains one fold again when no checkpoint is there: the same model, since
+  randomness is per fold and independent of the folds run before).
 
 Deviations/choices (see also :mod:`mernb.models.mpt`):
 
-* The frame rate given to the band-pass is that of the T sampled frames: (T - 1) / duration of
-  onset..offset; the 0.4-4 Hz band needs at least ~8 Hz, so very long clips with few frames fail
-  loudly instead of being silently filtered differently.
+* The frame rate given to the band-pass is that of the T frames actually sampled: (T - 1) x video fps /
+  (last sampled frame number - first), from the frame numbers found on disk (so rounding and missing
+  frames are accounted for). The 0.4-4 Hz band needs at least ~8 Hz: a clip too long for the filter at T
+  frames is dropped from that row and listed with its reason (``extra.dropped`` of the results), instead
+  of aborting the row.
 * Augmentation: random horizontal flip of the image and of the motion sequence together (training only).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,19 +43,22 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mernb.data.cache import ClipCache
+from mernb.data.clips import sampling_positions
 from mernb.data.records import Sample
 from mernb.errors import ConfigError, MernbError
-from mernb.experiments.common import ProtocolData, prepare_protocol_data, run_loso_row
+from mernb.experiments.common import ProtocolData, SharedRow, prepare_protocol_data
+from mernb.io import digest
 from mernb.train.experiment import TorchExperiment
 from mernb.train.loop import OptimConfig
 from mernb.train.loso import Fold, label_index, loso_folds
-from mernb.train.runtime import pick_device, set_seed
+from mernb.train.runtime import pick_device
 
 __all__ = [
     "MPT_DEFAULTS",
     "TRAIN_KEYS",
     "row_spec",
     "sampled_fps",
+    "sampled_frame_numbers",
     "load_data",
     "MPTRow",
     "run_rows",
@@ -117,14 +123,24 @@ def row_spec(settings: Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
     return {"kind": kind, "model": model, "options": dict(sorted(options.items())), **train}
 
 
+def sampled_frame_numbers(sample: Sample, num_frames: int) -> np.ndarray:
+    """Frame numbers of the ``num_frames`` frames clip preparation samples over the frames found on disk
+    (fractional where it interpolates between neighbours)."""
+    numbers = np.asarray(sample.frame_numbers, dtype=np.float64)
+    if numbers.size == 0:
+        raise MernbError(f"{sample.sample_id}: no frame numbers (were its frames found?)")
+    positions = sampling_positions(len(numbers), num_frames)
+    return np.interp(positions, np.arange(len(numbers)), numbers)
+
+
 def sampled_fps(sample: Sample, num_frames: int) -> float:
-    """Frame rate of the ``num_frames`` frames sampled at regular intervals over onset..offset."""
-    if sample.onset is not None and sample.offset is not None and sample.offset > sample.onset:
-        span = sample.offset - sample.onset
-    else:
-        span = max(len(sample.frame_paths) - 1, 1)
+    """Frame rate of the ``num_frames`` frames actually sampled: (T - 1) x video fps / their frame-number span."""
     if not sample.fps:
         raise MernbError(f"{sample.sample_id}: no frame rate; the band-pass of the motion sequence needs one")
+    numbers = sampled_frame_numbers(sample, num_frames)
+    span = float(numbers[-1] - numbers[0])
+    if span <= 0:
+        raise MernbError(f"{sample.sample_id}: the sampled frames span no time (one frame on disk?)")
     return (num_frames - 1) * float(sample.fps) / span
 
 
@@ -148,7 +164,7 @@ def load_data(dataset: str, protocol: str, settings: Mapping[str, Any], *, data_
 
 
 def _digest(obj: Any, n: int = 16) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+    return digest(obj, n)
 
 
 def _model_kwargs(spec: Mapping[str, Any], num_classes: int) -> dict[str, Any]:
@@ -167,6 +183,28 @@ def build_model(spec: Mapping[str, Any], num_classes: int) -> nn.Module:
     return create_model(spec["model"], **_model_kwargs(spec, num_classes))
 
 
+def probe_model(spec: Mapping[str, Any], num_classes: int) -> nn.Module:
+    """A randomly initialised model of the row (no weights file) for its input settings; built under a forked
+    RNG so it consumes none of the process's random numbers."""
+    with torch.random.fork_rng(devices=[]):
+        return build_model({**spec, "options": {**spec["options"], "weights": None}}, num_classes)
+
+
+def clips_unfit_for_motion(spec: Mapping[str, Any], data: ProtocolData, probe: nn.Module | None = None
+                           ) -> dict[str, str]:
+    """``{sample_id: reason}`` for clips whose sampled frame rate cannot carry the row's band-pass."""
+    if spec["kind"] != "mpt" or spec["options"].get("prompt") != "motion":
+        return {}
+    probe = probe if probe is not None else probe_model(spec, len(data.classes))
+    out = {}
+    for sample in data.samples:
+        try:
+            probe.magnify_params(sampled_fps(sample, int(spec["num_frames"])))
+        except (ValueError, MernbError) as exc:
+            out[sample.sample_id] = f"motion input impossible at {int(spec['num_frames'])} frames: {exc}"
+    return out
+
+
 def prepare_inputs(spec: Mapping[str, Any], data: ProtocolData, cache_dir: str | Path | None = None,
                    probe: nn.Module | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """``{sample_id: {"image": (3,S,S)[, "motion": (T,3,S,S)]}}`` for every clip of ``data``.
@@ -177,15 +215,16 @@ def prepare_inputs(spec: Mapping[str, Any], data: ProtocolData, cache_dir: str |
     from mernb.models.vit import dynamic_image_input
 
     if probe is None:
-        probe = build_model({**spec, "options": {**spec["options"], "weights": None}}, len(data.classes))
+        probe = probe_model(spec, len(data.classes))
     norm = getattr(probe, "data_config", {})
     mean, std = norm.get("mean", (0.5, 0.5, 0.5)), norm.get("std", (0.5, 0.5, 0.5))
     motion_on = spec["kind"] == "mpt" and getattr(probe, "prompt_kind", "none") == "motion"
     disk = ClipCache(Path(cache_dir) / "mpt_inputs") if (cache_dir is not None and motion_on) else None
     out: dict[str, dict[str, torch.Tensor]] = {}
+    digests = data.input_digests()
     for sample in data.samples:
         clip = data.clips[sample.sample_id]
-        clip_hash = hashlib.sha1(np.ascontiguousarray(clip).tobytes()).hexdigest()
+        clip_hash = digests[sample.sample_id]
         image_key = _digest(["image", clip_hash, mean, std, spec["image_size"], INPUT_VERSION])
         if image_key not in _INPUTS:
             _INPUTS[image_key] = {"image": dynamic_image_input(clip, mean=mean, std=std,
@@ -209,7 +248,7 @@ def prepare_inputs(spec: Mapping[str, Any], data: ProtocolData, cache_dir: str |
 class MPTDataset(Dataset):
     """(inputs, class index, sample index); inputs = ({"image", "motion"},) for motion prompts, else the image.
 
-    Training: random horizontal flip of image and motion together.
+    Training: random horizontal flip of image and motion together, drawn from ``generator``.
     """
 
     def __init__(self, inputs: Mapping[str, Mapping[str, torch.Tensor]], samples: Sequence[Sample],
@@ -219,13 +258,14 @@ class MPTDataset(Dataset):
         self.labels = [label_index(s, classes) for s in self.samples]
         self.flip = flip
         self.motion = motion
+        self.generator: torch.Generator | None = None  # set per fold by TorchExperiment
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int):
         entry = self.inputs[index]
-        flip = self.flip and bool(torch.rand(()) < 0.5)
+        flip = self.flip and bool(torch.rand((), generator=self.generator) < 0.5)
         image = entry["image"].flip(-1) if flip else entry["image"]
         if not self.motion:
             return image, self.labels[index], index
@@ -250,14 +290,10 @@ def features_of(model: nn.Module, inputs: Any) -> torch.Tensor:
 # ------------------------------------------------------------------ rows
 
 
-def shared_dir(results_dir: str | Path) -> Path:
-    """``runs/<plan>/results/mpt/shared``: the rows every MPT notebook shares."""
-    return Path(results_dir).parent / "shared"
-
-
 @dataclass
 class MPTRow:
-    """One resolved row on one protocol: its experiment, its shared results file, features and models."""
+    """One resolved row on one protocol: a :class:`~mernb.experiments.common.SharedRow` with MPT's inputs,
+    held-out class-token features per fold and (``save_models``: True or fold names) fold checkpoints."""
 
     name: str
     spec: dict[str, Any]
@@ -267,30 +303,43 @@ class MPTRow:
     seed: int = 0
     device: str | None = None
     save_models: bool | Sequence[str] = False
-    doc: dict[str, Any] | None = field(default=None, repr=False)
-    _experiment: TorchExperiment | None = field(default=None, repr=False)
+    _shared: SharedRow | None = field(default=None, repr=False)
 
     @property
-    def key(self) -> str:
-        ids = [s.sample_id for s in self.data.samples]
-        return _digest([self.spec, self.data.dataset, self.data.protocol, self.data.classes, ids, self.seed])
+    def shared(self) -> SharedRow:
+        if self._shared is None:
+            self._shared = self._build()
+        return self._shared
 
     @property
-    def path(self) -> Path:
-        return shared_dir(self.results_dir) / f"{self.spec['kind']}-{self.data.dataset}-{self.key}.json"
-
-    @property
-    def folder(self) -> Path:
-        return self.path.with_suffix("")
+    def doc(self) -> dict[str, Any] | None:
+        return self._shared.doc if self._shared is not None else None
 
     @property
     def experiment(self) -> TorchExperiment:
-        if self._experiment is None:
-            self._experiment = self._build()
-        return self._experiment
+        return self.shared.experiment
 
-    def _build(self) -> TorchExperiment:
-        spec, data = self.spec, self.data
+    @property
+    def key(self) -> str:
+        return self.shared.key
+
+    @property
+    def path(self) -> Path:
+        return self.shared.path
+
+    @property
+    def folder(self) -> Path:
+        return self.shared.folder
+
+    def _build(self) -> SharedRow:
+        spec = self.spec
+        probe = probe_model(spec, len(self.data.classes)) if spec["kind"] == "mpt" else None
+        unfit = clips_unfit_for_motion(spec, self.data, probe)
+        data = self.data
+        if unfit:  # this row's own copy: other rows of the notebook keep every clip
+            data = dataclasses.replace(data, samples=list(data.samples), clips=dict(data.clips),
+                                       dropped=list(data.dropped), _digests=data._digests)
+            data.drop(unfit)
         inputs: dict[str, dict[str, torch.Tensor]] = {}  # filled on first use: loading a row needs no inputs
         motion = spec["kind"] == "mpt" and spec["options"].get("prompt") == "motion"
 
@@ -299,19 +348,13 @@ class MPTRow:
 
         def dataset_fn(samples: list[Sample], train: bool) -> Dataset:
             if not inputs:
-                inputs.update(prepare_inputs(spec, data, self.cache_dir))
+                inputs.update(prepare_inputs(spec, data, self.cache_dir, probe))
             return MPTDataset(inputs, samples, data.classes, flip=bool(spec["flip"]) and train, motion=motion)
 
-        def on_fold_end(fold: Fold, model: nn.Module, info: dict[str, Any]) -> None:
-            test = [data.samples[i] for i in fold.test_idx]
-            feats = self._features(model, dataset_fn(test, False))
-            (self.folder / "features").mkdir(parents=True, exist_ok=True)
-            np.save(self.folder / "features" / f"{fold.name}.npy", feats)
-            want = self.save_models
-            if want is True or (not isinstance(want, bool) and fold.name in want):
-                self._save_model(fold.name, model)
+        def features_fn(model: nn.Module, samples: list[Sample]) -> np.ndarray:
+            return self._features(model, dataset_fn(samples, False))
 
-        return TorchExperiment(
+        experiment = TorchExperiment(
             name=f"mpt/{spec['kind']}/{spec['model']}",
             model_fn=model_fn,
             dataset_fn=dataset_fn,
@@ -323,8 +366,9 @@ class MPTRow:
                 " + magnified motion sequence" if motion else "")},
             device=None if self.device in (None, "auto") else self.device,
             progress=False,
-            on_fold_end=on_fold_end,
         )
+        return SharedRow(f"{spec['kind']}-{data.dataset}", experiment, data, self.results_dir, seed=self.seed,
+                         checkpoints=self.save_models, features_fn=features_fn)
 
     def _features(self, model: nn.Module, dataset: Dataset) -> np.ndarray:
         device = next(model.parameters()).device
@@ -338,65 +382,29 @@ class MPTRow:
                 out.append(features_of(model, x).float().cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
-    def _save_model(self, fold_name: str, model: nn.Module) -> Path:
-        path = self.folder / "models" / f"{fold_name}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k in trainable}
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
-        return path
-
     def run(self, *, force: bool = False, plan: str | None = None, notebook: str | None = None) -> dict[str, Any]:
         """Train-or-load the LOSO run of this row (shared results file, fold-level resume)."""
-        self.doc = run_loso_row(self.path, self.experiment, self.data, seed=self.seed, force=force, plan=plan,
-                                notebook=notebook)
-        return self.doc
+        return self.shared.run(force=force, plan=plan, notebook=notebook)
 
     def folds(self) -> dict[str, Fold]:
-        return {f.name: f for f in loso_folds(self.data.samples)}
+        return {f.name: f for f in self.shared.folds}
 
     def fold_model(self, fold_name: str) -> nn.Module:
-        """The trained model of one fold: from its checkpoint, else trained again (same seed) and saved."""
-        fold = self.folds()[fold_name]
-        path = self.folder / "models" / f"{fold_name}.pt"
-        if path.is_file():
-            set_seed(self.seed)
-            model = self.experiment.model_fn(len(self.data.classes))
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            missing = set(state) - set(model.state_dict())
-            if missing:
-                raise MernbError(f"{path} does not fit the model of row {self.name!r} ({sorted(missing)[:3]}...)")
-            model.load_state_dict(state, strict=False)
-            return model.eval()
-        exp = self.experiment
-        train = [self.data.samples[i] for i in fold.train_idx]
-        test = [self.data.samples[i] for i in fold.test_idx]
-        exp.keep_model = True
-        try:
-            exp.fit_predict(train, test, seed=self.seed, fold=fold)
-        finally:
-            exp.keep_model = False
-        model = exp.models.pop(fold_name)
-        self._save_model(fold_name, model)
-        return model.eval()
+        """The trained model of one fold (eval mode): its checkpoint (trainable weights, loaded strictly),
+        else trained again (the same model: randomness is per fold) and its checkpoint written."""
+        return self.shared.fold_model(fold_name).to(pick_device(self.device)).eval()
 
     def features(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Held-out class-token features pooled over folds (N, D), true labels (N,), sample ids."""
+        """Held-out class-token features pooled over folds (N, D), true labels (N,), sample ids.
+        (Which fold model gave each row: :meth:`feature_folds`.)"""
         if self.doc is None:
             raise MernbError(f"row {self.name!r} has not run; call run() first")
-        feats, y, ids = [], [], []
-        for fold in self.folds().values():
-            path = self.folder / "features" / f"{fold.name}.npy"
-            if not path.is_file():  # results from before features were kept: recompute this fold's model
-                model = self.fold_model(fold.name).to(pick_device(self.device))
-                test = [self.data.samples[i] for i in fold.test_idx]
-                np.save(path, self._features(model, self.experiment.dataset_fn(test, False)))
-            feats.append(np.load(path))
-            ids += [self.data.samples[i].sample_id for i in fold.test_idx]
-            y += [label_index(self.data.samples[i], self.data.classes) for i in fold.test_idx]
-        return np.concatenate(feats), np.asarray(y), ids
+        feats, y, ids, _ = self.shared.features()
+        return feats, y, ids
+
+    def feature_folds(self) -> list[str]:
+        """The fold whose model embedded each row of :meth:`features` (Fig. 9 colours or splits by it)."""
+        return self.shared.features()[3]
 
 
 def run_rows(rows: Mapping[str, Mapping[str, Any]], data: ProtocolData, settings: Mapping[str, Any], *,

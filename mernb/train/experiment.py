@@ -8,6 +8,7 @@ Used by the MPT, HLoRA-MER and MA2MI notebooks, each with its own ``model_fn`` a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,13 +38,21 @@ class TorchExperiment:
     the resume hash. ``on_fold_end(fold, model, info)`` gets ``info = {"history", "logits", "index"}``
     (e.g. to save features or a checkpoint); ``keep_model`` keeps each fold's model (on the CPU) in
     ``models``. Device, workers and progress bars do not enter ``config``.
+
+    ``steps``: a budget of optimiser steps per fold instead of ``epochs`` — each fold trains
+    ``ceil(steps / batches per epoch)`` epochs on *its own* training set (HLoRA-MER: the authors' 600).
+
+    Randomness is per fold and independent of what ran before in the process: the datasets are built
+    first (any lazy preparation happens there), then the seed is set, the model is built, and a dataset
+    that has a ``generator`` attribute (random flips...) gets a ``torch.Generator`` seeded with ``seed``.
+    So a fold retrained alone equals the same fold inside a full run.
     """
 
     name: str
     model_fn: Callable[[int], nn.Module]
     dataset_fn: Callable[[list[Sample], bool], Dataset]
     num_classes: int
-    epochs: int
+    epochs: int | None
     batch_size: int = 32
     optimizer: OptimConfig = field(default_factory=OptimConfig)
     scheduler: SchedulerConfig | str = "none"
@@ -59,13 +68,16 @@ class TorchExperiment:
     progress: bool = True
     keep_model: bool = False
     on_fold_end: Callable[[Fold, nn.Module, dict[str, Any]], None] | None = None
+    steps: int | None = None
     models: dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.amp_dtype not in _AMP_DTYPES:
             raise ConfigError(f"amp_dtype must be one of {sorted(_AMP_DTYPES)}, got {self.amp_dtype!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.num_classes < 2:
-            raise ConfigError("TorchExperiment needs epochs >= 1, batch_size >= 1 and num_classes >= 2")
+        if (self.epochs is None) == (self.steps is None):
+            raise ConfigError("TorchExperiment needs exactly one of epochs and steps")
+        if (self.epochs or self.steps) < 1 or self.batch_size < 1 or self.num_classes < 2:
+            raise ConfigError("TorchExperiment needs epochs (or steps) >= 1, batch_size >= 1 and num_classes >= 2")
         self.scheduler = as_scheduler_config(self.scheduler)
 
     @property
@@ -76,6 +88,7 @@ class TorchExperiment:
             "name": self.name,
             "num_classes": self.num_classes,
             "epochs": self.epochs,
+            **({"steps": self.steps} if self.steps is not None else {}),
             "batch_size": self.batch_size,
             "drop_last": self.drop_last,
             "optimizer": self.optimizer.to_dict(),
@@ -86,24 +99,34 @@ class TorchExperiment:
             "details": self.details,
         }
 
+    def epochs_for(self, n_train: int) -> int:
+        """Epochs for a fold with ``n_train`` training samples: ``epochs``, or enough for ``steps`` steps."""
+        if self.steps is None:
+            return int(self.epochs)
+        per_epoch = n_train // self.batch_size if self.drop_last else math.ceil(n_train / self.batch_size)
+        return max(1, math.ceil(self.steps / max(1, per_epoch)))
+
     def fit_predict(self, train: list[Sample], test: list[Sample], *, seed: int, fold: Fold) -> FoldOutput:
-        """Fresh model, ``epochs`` epochs on ``train``, softmax scores and argmax predictions for ``test``."""
+        """Fresh model, a fixed schedule on ``train``, softmax scores and argmax predictions for ``test``."""
         device = pick_device(self.device)
         dtype = _AMP_DTYPES[self.amp_dtype]
+        train_set, test_set = self.dataset_fn(train, True), self.dataset_fn(test, False)
         set_seed(seed)
         model = self.model_fn(self.num_classes)
+        if hasattr(train_set, "generator"):
+            train_set.generator = make_generator(seed)
         train_loader = DataLoader(
-            self.dataset_fn(train, True), batch_size=self.batch_size, shuffle=True, drop_last=self.drop_last,
+            train_set, batch_size=self.batch_size, shuffle=True, drop_last=self.drop_last,
             num_workers=self.num_workers, generator=make_generator(seed), worker_init_fn=seed_worker,
             pin_memory=device.type == "cuda",
         )
         history = train_model(
-            model, train_loader, epochs=self.epochs, optimizer=self.optimizer, scheduler=self.scheduler,
+            model, train_loader, epochs=self.epochs_for(len(train)), optimizer=self.optimizer, scheduler=self.scheduler,
             device=device, amp=self.amp, amp_dtype=dtype, grad_clip=self.grad_clip, loss_fn=self.loss_fn,
             progress=self.progress, desc=fold.name,
         )
         test_loader = DataLoader(
-            self.dataset_fn(test, False), batch_size=self.eval_batch_size or self.batch_size, shuffle=False,
+            test_set, batch_size=self.eval_batch_size or self.batch_size, shuffle=False,
             num_workers=self.num_workers, pin_memory=device.type == "cuda",
         )
         logits, index = predict(model, test_loader, device, amp=self.amp, amp_dtype=dtype)
@@ -125,5 +148,5 @@ class TorchExperiment:
         return FoldOutput(
             pred=np.argmax(logits, axis=1).tolist(),
             scores=probs.astype(float).tolist(),
-            extras={"history": history},
+            extras={"history": history, "steps": sum(int(h.get("steps", 0)) for h in history)},
         )

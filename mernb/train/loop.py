@@ -156,7 +156,7 @@ def train_model(
     Only parameters with ``requires_grad`` are optimised (frozen backbones stay frozen). Mixed precision
     (``amp_dtype``; float16 adds a gradient scaler) is used on CUDA only. ``grad_clip`` clips the global
     gradient norm. Each record has ``epoch`` (1-based), ``loss`` and ``acc`` (running, on the training
-    batches), ``lr`` and ``seconds``; ``on_epoch_end(epoch, record)`` is called after each epoch.
+    batches), ``steps`` (optimiser steps in the epoch), ``lr`` and ``seconds``; ``on_epoch_end(epoch, record)`` is called after each epoch.
     """
     if epochs < 0:
         raise ConfigError(f"epochs must be >= 0, got {epochs}")
@@ -180,7 +180,7 @@ def train_model(
             group["lr"] = base * factor
         model.train()
         start = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, correct, seen, steps = 0.0, 0, 0, 0
         batch_bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
                          disable=not progress, unit="batch")
         for batch in batch_bar:
@@ -199,6 +199,7 @@ def train_model(
                 nn.utils.clip_grad_norm_(trainable, grad_clip)
             scaler.step(opt)
             scaler.update()
+            steps += 1
             n = labels.shape[0]
             loss_sum += float(loss.detach()) * n
             if labels.dim() == 1:
@@ -206,6 +207,7 @@ def train_model(
             seen += n
         record = {
             "epoch": epoch + 1,
+            "steps": steps,
             "loss": loss_sum / max(1, seen),
             "acc": correct / max(1, seen),
             "lr": base_lrs[0] * factor,

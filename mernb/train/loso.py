@@ -19,10 +19,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 
 from mernb.data.records import HIDDEN_LABEL, Sample
 from mernb.errors import ConfigError, MernbError
+from mernb.io import write_json_atomic
 from mernb.train.metrics import compute_metrics, per_group_metrics
 from mernb.train.runtime import set_seed
 
@@ -252,28 +252,32 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, fsync, then ``os.replace`` (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def sample_fingerprint(sample: Sample) -> list[Any]:
+    """What a model sees of a sample besides its frames: id, label, onset, apex, offset, frame numbers."""
+    return [sample.sample_id, sample.label, sample.onset, sample.apex, sample.offset, list(sample.frame_numbers)]
 
 
-def fold_hash(experiment: Experiment, classes: Sequence[str], seed: int, samples: Sequence[Sample], fold: Fold) -> str:
-    """SHA-256 of the experiment name and config, classes, seed and the fold's train/test sample ids."""
+def fold_hash(experiment: Experiment, classes: Sequence[str], seed: int, samples: Sequence[Sample], fold: Fold,
+              input_digests: Mapping[str, str] | None = None) -> str:
+    """SHA-256 of the experiment name and config, classes, seed and the fold's train/test samples.
+
+    Each sample enters with :func:`sample_fingerprint` (so a corrected label or offset recomputes the fold)
+    and, when given, ``input_digests[sample_id]`` (a digest of the prepared clip: changed frames do too).
+    """
+    digests = input_digests or {}
+
+    def side(indices: Sequence[int]) -> list[Any]:
+        return [[*sample_fingerprint(samples[i]), digests.get(samples[i].sample_id)] for i in indices]
+
     payload = {
         "experiment": experiment.name,
         "config": experiment.config,
         "classes": list(classes),
         "seed": seed,
-        "train": [samples[i].sample_id for i in fold.train_idx],
-        "test": [samples[i].sample_id for i in fold.test_idx],
+        "train": side(fold.train_idx),
+        "test": side(fold.test_idx),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _check_folds(samples: Sequence[Sample], folds: Sequence[Fold]) -> None:
@@ -320,6 +324,12 @@ def _load_fold(path: Path, expected_hash: str) -> FoldResult | None:
     if missing:
         tqdm.write(f"mernb: {path.name} lacks {sorted(missing)}; recomputing that fold")
         return None
+    lengths = {k: len(data[k]) for k in ("sample_ids", "datasets", "subjects", "y_true", "y_pred")
+               if isinstance(data[k], list)}
+    if len(lengths) != 5 or len(set(lengths.values())) != 1 or (
+            data["scores"] is not None and len(data["scores"]) != lengths["sample_ids"]):
+        tqdm.write(f"mernb: {path} holds lists of different lengths ({lengths}); recomputing that fold")
+        return None
     return FoldResult(**{k: data[k] for k in fields}, reused=True)
 
 
@@ -351,12 +361,14 @@ def run_folds(
     progress: bool = True,
     force: bool = False,
     hide_test_labels: bool = True,
+    input_digests: Mapping[str, str] | None = None,
 ) -> CVResult:
     """Run ``experiment`` on every fold (resuming from ``out_dir``), pool the predictions, compute metrics.
 
     Each fold: ``set_seed(seed)``, ``experiment.fit_predict(train, test, seed=seed, fold=fold)`` with the
     test labels hidden, then ``out_dir/folds/<fold>.json`` written atomically. Folds already on disk with a
-    matching hash are read back instead of recomputed (``force`` recomputes all). ``out_dir=None`` keeps
+    matching hash are read back instead of recomputed (``force`` recomputes all). ``input_digests``
+    (sample id -> digest of its prepared input) enter the fold hash. ``out_dir=None`` keeps
     everything in memory. The pooled result is also written to ``out_dir/cv_result.json``.
     """
     start = time.perf_counter()
@@ -379,7 +391,7 @@ def run_folds(
     bar = tqdm(folds, desc=experiment.name, unit="fold", disable=not progress)
     for fold in bar:
         bar.set_postfix(fold=fold.name)
-        digest = fold_hash(experiment, classes, seed, samples, fold)
+        digest = fold_hash(experiment, classes, seed, samples, fold, input_digests)
         path = fold_dir / f"{fold.name}.json" if fold_dir is not None else None
         if path is not None and path.exists() and not force:
             stored = _load_fold(path, digest)

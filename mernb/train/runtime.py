@@ -53,10 +53,14 @@ def _deterministic_kernels() -> None:
 
 
 def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: derive NumPy / ``random`` seeds from the worker's torch seed."""
+    """DataLoader ``worker_init_fn``: derive NumPy / ``random`` seeds from the worker's torch seed, and give
+    a dataset's augmentation ``generator`` (if any) that seed too, so workers do not draw the same flips."""
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
+    info = torch.utils.data.get_worker_info()
+    if info is not None and getattr(info.dataset, "generator", None) is not None:
+        info.dataset.generator = make_generator(torch.initial_seed())
 
 
 def make_generator(seed: int) -> torch.Generator:

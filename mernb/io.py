@@ -1,0 +1,69 @@
+"""Files written whole or not at all, and digests of JSON-able values: one place for both.
+
+Used by the results files (:mod:`mernb.report.results`), the LOSO fold files (:mod:`mernb.train.loso`) and
+the shared rows' checkpoints (:mod:`mernb.experiments.common`).
+
+Temporary files are made with a unique name beside the target (so two writers never share one) and get
+the permissions an ordinary ``open`` would give (``0o666`` less the umask), so a group-shared results
+folder stays readable by the group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(handle)`` on a temporary file beside ``path``, fsync, then move it onto ``path``.
+
+    Nothing is left behind on failure; readers see the old file or the new one, never half of it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """:func:`write_atomic` for UTF-8 text."""
+    return write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any, **dumps: Any) -> Path:
+    """:func:`write_atomic` for ``json.dumps(data, indent=1, **dumps)``."""
+    return write_text_atomic(path, json.dumps(data, **{"indent": 1, **dumps}) + "\n")
+
+
+def save_torch_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    """``torch.save`` through :func:`write_atomic` (a killed run never leaves a truncated checkpoint)."""
+    import torch
+
+    return write_atomic(path, lambda handle: torch.save(obj, handle))
+
+
+def digest(obj: Any, n: int = 20) -> str:
+    """First ``n`` hex digits of the SHA-256 of ``obj`` as canonical JSON (sorted keys; ``str`` for the rest)."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
