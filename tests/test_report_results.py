@@ -102,3 +102,20 @@ def test_train_or_load_serialises_concurrent_callers(tmp_path):
         t.join()
     assert len(calls) == 1
     assert sorted(origins) == ["computed", "loaded"]
+
+
+def test_files_honour_the_umask(tmp_path):
+    """Issue 10 §5: results on a group-shared folder are readable by the group (no mkstemp 0600)."""
+    import os
+    import stat
+
+    from mernb.io import save_torch_atomic, write_json_atomic
+
+    old = os.umask(0o002)
+    try:
+        written = [write_results(tmp_path / "r.json", result={"a": 1}, config={}),
+                   write_json_atomic(tmp_path / "f.json", {"a": 1}), save_torch_atomic(tmp_path / "c.pt", {"a": 1})]
+    finally:
+        os.umask(old)
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o664, path

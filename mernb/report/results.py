@@ -21,7 +21,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mernb.errors import MernbError
+from mernb.io import write_text_atomic
 
 SCHEMA = 1
 PACKAGES = ("mernb", "torch", "torchvision", "timm", "peft", "transformers", "numpy", "scipy", "scikit-learn",
@@ -138,17 +138,7 @@ def write_results(
         text = json.dumps(doc, default=_jsonable, indent=1, allow_nan=True)
     except (TypeError, ValueError) as exc:
         raise MernbError(f"results for {path} cannot be written as JSON: {exc}") from exc
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text + "\n")
     return path
 
 
