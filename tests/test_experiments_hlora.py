@@ -210,3 +210,17 @@ def test_synthetic_meview_is_read_by_the_real_reader(tmp_path):
     assert {s.label for s in samples} <= {"positive", "surprise", "negative", "others"}
     assert protocol("meview_3class").select(samples) is not None
     H.write_synthetic_meview(tmp_path, source="casme2")  # idempotent
+
+
+def test_train_row_with_seeds_reports_mean_over_seeds(tmp_path):
+    from mernb.experiments.common import row_metrics
+
+    data = fake_data()
+    recipe, doc = H.train_row(data, {**SMALL, "cache_dir": tmp_path, "seeds": [0, 1]}, results_dir=tmp_path / "r" / "t")
+    assert recipe.seed == 0 and doc["over_seeds"]["seeds"] == [0, 1]
+    _, second = H.train_row(data, {**SMALL, "cache_dir": tmp_path, "seed": 1}, results_dir=tmp_path / "r" / "t")
+    assert second["origin"] == "loaded"
+    values = [doc["result"]["metrics"]["uf1"], second["result"]["metrics"]["uf1"]]
+    assert row_metrics(doc)["uf1"] == pytest.approx(np.mean(values))
+    assert row_metrics(doc)["uf1_std"] == pytest.approx(np.std(values, ddof=1))
+    assert row_metrics(second) == second["result"]["metrics"]

@@ -166,3 +166,30 @@ def test_fold_checkpoint_must_hold_every_trained_tensor(data, tmp_path):
     torch.save(state, path)
     with pytest.raises(MernbError, match="does not fit"):
         row.fold_model(fold)
+
+
+def test_rows_with_several_seeds_give_mean_and_std(data, tmp_path):
+    """Issue 7 (seeds): one row per seed, each its own file; tables get the mean and the sample std."""
+    kw = dict(results_dir=tmp_path / "results" / "mpt" / "t", cache_dir=tmp_path / "cache", device="cpu",
+              verbose=False)
+    row = recipe.run_rows({"w/o prompt": {"prompt": "none"}}, data, SETTINGS, seeds=[0, 1], **kw)["w/o prompt"]
+    assert row.seed == 0 and [o.seed for o in row.other_seeds] == [1]
+    assert row.path != row.other_seeds[0].path  # the key changes with the seed
+    docs = [row.doc, row.other_seeds[0].doc]
+    m = recipe.ours_metrics({"r": row})["r"]
+    for key in ("acc", "uf1"):
+        values = [d["result"]["metrics"][key] for d in docs]
+        assert m[key] == pytest.approx(np.mean(values))
+        assert m[f"{key}_std"] == pytest.approx(np.std(values, ddof=1))
+    assert m["n_seeds"] == 2 and m["seeds"] == [0, 1]
+    assert np.asarray(m["confusion"]).sum() == 2 * len(data.samples)
+
+
+def test_training_schedule_settings_are_part_of_the_row():
+    default = recipe.row_spec(SETTINGS)
+    assert (default["schedule"], default["warmup_epochs"], default["amp"]) == ("cosine", 0, True)
+    assert recipe.row_spec(SETTINGS, schedule="none") != default
+    vit = recipe.row_spec(SETTINGS, kind="vit", model="vit_test", lr=1e-4, warmup_epochs=2)
+    assert vit["lr"] == 1e-4 and vit["warmup_epochs"] == 2 and vit["options"] == {}
+    with pytest.raises(ConfigError, match="schedule"):
+        recipe.row_spec(SETTINGS, schedule="linear")

@@ -282,6 +282,42 @@ class SharedRow:
         return np.concatenate(feats), np.asarray(y), ids, fold_names
 
 
+SCALAR_METRICS = ("acc", "uf1", "uar", "war")
+
+
+def metrics_over_seeds(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean of each scalar metric over the seeds' results documents, with ``<metric>_std`` (sample standard
+    deviation, ddof=1; 0 for one seed), ``seeds`` and ``n_seeds``; ``confusion`` is summed over the seeds.
+    Tables show the mean ± std and take the Δ to the paper on the mean."""
+    if not docs:
+        raise MernbError("metrics_over_seeds needs at least one results document")
+    out: dict[str, Any] = {}
+    for key in SCALAR_METRICS:
+        values = np.asarray([float(d["result"]["metrics"][key]) for d in docs])
+        out[key] = float(values.mean())
+        out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    out["confusion"] = np.sum([np.asarray(d["result"]["metrics"]["confusion"]) for d in docs], axis=0).tolist()
+    out["seeds"] = [d["result"]["seed"] for d in docs]
+    out["n_seeds"] = len(docs)
+    return out
+
+
+def row_metrics(doc: dict[str, Any] | None) -> dict[str, Any]:
+    """A row's metrics for a table: the mean over its seeds when it ran several (``doc["over_seeds"]``), else
+    its pooled metrics; ``{}`` for a missing row. Used by every results notebook."""
+    if doc is None:
+        return {}
+    return dict(doc.get("over_seeds") or doc["result"]["metrics"])
+
+
+def seed_list(seed: int, seeds: Sequence[int] | None) -> list[int]:
+    """The seeds a row runs with: the plan's ``seeds`` (paper plan: three), else the single ``seed``."""
+    out = [int(s) for s in (seeds if seeds else [seed])]
+    if len(set(out)) != len(out):
+        raise MernbError(f"seeds must be distinct, got {out}")
+    return out
+
+
 def run_info(**params: Any) -> str:
     """A one-paragraph description of the run (plan, group, device, package versions) for a notebook."""
     import torch

@@ -56,7 +56,13 @@ from mernb.data.clips import normalize, to_tensor
 from mernb.data.protocols import protocol as get_protocol
 from mernb.data.records import Sample
 from mernb.errors import MernbError
-from mernb.experiments.common import ProtocolData, SharedRow, prepare_protocol_data
+from mernb.experiments.common import (
+    ProtocolData,
+    SharedRow,
+    metrics_over_seeds,
+    prepare_protocol_data,
+    seed_list,
+)
 from mernb.models import create_model
 from mernb.models.feature_cache import PrefixCache
 from mernb.train.experiment import TorchExperiment
@@ -442,11 +448,20 @@ def train_row(
     notebook: str | None = None,
     holdout: tuple[list[Sample], Fold] | None = None,
 ) -> tuple[HLoRARecipe, dict[str, Any]]:
-    """Recipe from the notebook's ``settings`` (plan parameters) + a row's ``overrides``, then train-or-load."""
+    """Recipe from the notebook's ``settings`` (plan parameters) + a row's ``overrides``, then train-or-load.
+
+    ``seeds`` in the settings (paper plan: three) trains one row per seed; the returned recipe and document
+    are the first seed's (figures), with ``doc["over_seeds"]`` holding mean ± std (read by ``row_metrics``)."""
     merged = {**settings, **(overrides or {})}
-    seed = int(merged.get("seed", 0))
-    recipe = hlora_recipe(data, **merged)
-    doc = run_row(results_dir, recipe, seed=seed, force=force, plan=plan, notebook=notebook, holdout=holdout)
+    seeds = seed_list(int(merged.pop("seed", 0)), merged.pop("seeds", None))
+    runs = []
+    for seed in seeds:
+        recipe = hlora_recipe(data, seed=seed, **merged)
+        runs.append((recipe, run_row(results_dir, recipe, seed=seed, force=force, plan=plan, notebook=notebook,
+                                     holdout=holdout)))
+    recipe, doc = runs[0]
+    if len(runs) > 1:
+        doc = {**doc, "over_seeds": metrics_over_seeds([d for _, d in runs])}
     return recipe, doc
 
 
@@ -465,5 +480,5 @@ def trainable_backbone_params(settings: dict[str, Any], num_classes: int, **over
     return model.parameter_groups()
 
 
-_RECIPE_KEYS = frozenset({"model", "image_size", "epochs", "steps", "batch_size", "lr", "weight_decay", "flip", "seed",
+_RECIPE_KEYS = frozenset({"model", "image_size", "epochs", "steps", "batch_size", "lr", "weight_decay", "flip", "seed", "seeds",
                           "device", "cache_dir", "cache_dtype", "amp", "progress"})

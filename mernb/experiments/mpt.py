@@ -46,10 +46,16 @@ from mernb.data.cache import ClipCache
 from mernb.data.clips import sampling_positions
 from mernb.data.records import Sample
 from mernb.errors import ConfigError, MernbError
-from mernb.experiments.common import ProtocolData, SharedRow, prepare_protocol_data
+from mernb.experiments.common import (
+    ProtocolData,
+    SharedRow,
+    metrics_over_seeds,
+    prepare_protocol_data,
+    seed_list,
+)
 from mernb.io import digest
 from mernb.train.experiment import TorchExperiment
-from mernb.train.loop import OptimConfig
+from mernb.train.loop import OptimConfig, SchedulerConfig
 from mernb.train.loso import Fold, label_index, loso_folds
 from mernb.train.runtime import pick_device
 
@@ -74,8 +80,12 @@ MPT_DEFAULTS: dict[str, Any] = dict(
     alpha=20.0, low=0.4, high=4.0, motion_source="motion",
 )
 #: Training/input settings (not model options).
-TRAIN_KEYS = ("image_size", "num_frames", "epochs", "batch_size", "lr", "weight_decay", "flip")
-_TRAIN_DEFAULTS = dict(weight_decay=0.0, flip=True)
+TRAIN_KEYS = ("image_size", "num_frames", "epochs", "batch_size", "lr", "weight_decay", "flip", "schedule",
+              "warmup_epochs", "amp")
+#: Training defaults where the paper is silent (stated in the Deviations): "initial learning rate 3e-4" read
+#: as a cosine decay from it, no warm-up; bf16 autocast on CUDA (the fusion of near-equal activations runs
+#: in fp32 inside the models). Every one is a plan setting; the ViT baselines may set their own.
+_TRAIN_DEFAULTS = dict(weight_decay=0.0, flip=True, schedule="cosine", warmup_epochs=0, amp=True)
 _MOTION_KEYS = ("alpha", "low", "high", "motion_source")
 INPUT_VERSION = 1
 
@@ -100,6 +110,9 @@ def row_spec(settings: Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
         raise ConfigError(f"MPT row settings lack {missing}; the plan's `mpt` settings must name them")
     train = {k: merged.pop(k) for k in TRAIN_KEYS}
     train = {k: (float(v) if k in ("lr", "weight_decay") else v) for k, v in train.items()}
+    train["warmup_epochs"], train["amp"] = int(train["warmup_epochs"]), bool(train["amp"])
+    if train["schedule"] not in ("none", "cosine", "step"):
+        raise ConfigError(f"schedule must be none, cosine or step, got {train['schedule']!r}")
     model = merged.pop("model")
     if kind == "vit":
         options = {k: v for k, v in overrides.items() if k not in (*TRAIN_KEYS, "kind", "model")}
@@ -304,6 +317,8 @@ class MPTRow:
     device: str | None = None
     save_models: bool | Sequence[str] = False
     _shared: SharedRow | None = field(default=None, repr=False)
+    #: the same row with the other seeds of the plan (tables show mean ± std over all of them)
+    other_seeds: list[MPTRow] = field(default_factory=list, repr=False)
 
     @property
     def shared(self) -> SharedRow:
@@ -362,6 +377,8 @@ class MPTRow:
             epochs=int(spec["epochs"]),
             batch_size=int(spec["batch_size"]),
             optimizer=OptimConfig(name="adam", lr=float(spec["lr"]), weight_decay=float(spec["weight_decay"])),
+            scheduler=SchedulerConfig(name=spec["schedule"], warmup_epochs=int(spec["warmup_epochs"])),
+            amp=bool(spec["amp"]),
             details={"row": spec, "input": "dynamic image of the uniform clip" + (
                 " + magnified motion sequence" if motion else "")},
             device=None if self.device in (None, "auto") else self.device,
@@ -383,8 +400,18 @@ class MPTRow:
         return np.concatenate(out).astype(np.float32)
 
     def run(self, *, force: bool = False, plan: str | None = None, notebook: str | None = None) -> dict[str, Any]:
-        """Train-or-load the LOSO run of this row (shared results file, fold-level resume)."""
+        """Train-or-load the LOSO run of this row (and of its other seeds); returns this seed's document."""
+        for other in self.other_seeds:
+            other.run(force=force, plan=plan, notebook=notebook)
         return self.shared.run(force=force, plan=plan, notebook=notebook)
+
+    def metrics(self) -> dict[str, Any]:
+        """Pooled metrics, as the mean over the row's seeds (with ``<metric>_std``) when it has several."""
+        if self.doc is None:
+            raise MernbError(f"row {self.name!r} has not run; call run() first")
+        if not self.other_seeds:
+            return dict(self.doc["result"]["metrics"])
+        return metrics_over_seeds([self.doc, *(o.doc for o in self.other_seeds)])
 
     def folds(self) -> dict[str, Fold]:
         return {f.name: f for f in self.shared.folds}
@@ -411,17 +438,23 @@ def run_rows(rows: Mapping[str, Mapping[str, Any]], data: ProtocolData, settings
              results_dir: str | Path, cache_dir: str | Path | None = None, seed: int = 0, force: bool = False,
              device: str | None = None, plan: str | None = None, notebook: str | None = None,
              only: Sequence[str] | None = None, save_models: bool | Sequence[str] = False,
-             verbose: bool = True) -> dict[str, MPTRow]:
-    """Train-or-load each row ``{name: overrides}`` of a table (``only``: names to run; others skipped)."""
+             verbose: bool = True, seeds: Sequence[int] | None = None) -> dict[str, MPTRow]:
+    """Train-or-load each row ``{name: overrides}`` of a table (``only``: names to run; others skipped).
+
+    ``seeds`` (paper plan: three) trains every row once per seed; the returned row is the first seed's
+    (figures use it) and :meth:`MPTRow.metrics` / :func:`ours_metrics` give the mean ± std over seeds."""
+    seeds = seed_list(seed, seeds)
     out: dict[str, MPTRow] = {}
     for name, overrides in rows.items():
         if only is not None and name not in only:
             continue
-        row = MPTRow(name, row_spec(settings, **dict(overrides)), data, results_dir, cache_dir=cache_dir,
-                     seed=seed, device=device, save_models=save_models)
+        spec = row_spec(settings, **dict(overrides))
+        row, *others = [MPTRow(name, spec, data, results_dir, cache_dir=cache_dir, seed=s, device=device,
+                               save_models=save_models) for s in seeds]
+        row.other_seeds = others
         doc = row.run(force=force, plan=plan, notebook=notebook)
         if verbose:
-            m = doc["result"]["metrics"]
+            m = row.metrics()
             print(f"{name:>24}: {doc['origin']:<8} acc {100 * m['acc']:6.2f}  uf1 {100 * m['uf1']:6.2f}  "
                   f"({row.path.name})")
         out[name] = row
@@ -429,8 +462,8 @@ def run_rows(rows: Mapping[str, Mapping[str, Any]], data: ProtocolData, settings
 
 
 def ours_metrics(rows: Mapping[str, MPTRow], extra: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
-    """``{row: metrics}`` for :func:`mernb.report.tables.paper_vs_ours`."""
-    out = {name: dict(row.doc["result"]["metrics"]) for name, row in rows.items() if row.doc is not None}
+    """``{row: metrics}`` (mean over seeds, with ``<metric>_std``) for :func:`mernb.report.tables.paper_vs_ours`."""
+    out = {name: row.metrics() for name, row in rows.items() if row.doc is not None}
     for name, values in (extra or {}).items():
         out.setdefault(name, {}).update(values)
     return out
