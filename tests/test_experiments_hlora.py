@@ -224,3 +224,22 @@ def test_train_row_with_seeds_reports_mean_over_seeds(tmp_path):
     assert row_metrics(doc)["uf1"] == pytest.approx(np.mean(values))
     assert row_metrics(doc)["uf1_std"] == pytest.approx(np.std(values, ddof=1))
     assert row_metrics(second) == second["result"]["metrics"]
+
+
+def test_token_and_frame_datasets_flip_in_training_only():
+    data = fake_data(n_subjects=2, per_subject=4)
+    store = {(s.sample_id, f): torch.full((1,), float(f)) for s in data.samples for f in (False, True)}
+    train = H.TokenDataset(lambda sid, f: store[(sid, f)], data.samples, CLASSES, flip=True)
+    train.generator = torch.Generator().manual_seed(0)
+    picked = [bool(train[i][0]["tokens"].item()) for i in range(len(train))]
+    assert any(picked) and not all(picked)
+    test = H.TokenDataset(lambda sid, f: store[(sid, f)], data.samples, CLASSES, flip=False)
+    assert [test[i][0]["tokens"].item() for i in range(len(test))] == [0.0] * len(test)
+
+    frames = {s.sample_id: torch.arange(6.0).reshape(1, 1, 1, 6).repeat(8, 3, 2, 1) for s in data.samples}
+    train = H.FrameDataset(frames.__getitem__, data.samples, CLASSES, flip=True)
+    train.generator = torch.Generator().manual_seed(0)
+    firsts = [train[i][0]["x"][0, 0, 0, 0].item() for i in range(len(train))]
+    assert set(firsts) == {0.0, 5.0}  # some clips flipped along the width, some not
+    test = H.FrameDataset(frames.__getitem__, data.samples, CLASSES, flip=False)
+    assert all(test[i][0]["x"][0, 0, 0, 0].item() == 0.0 for i in range(len(test)))

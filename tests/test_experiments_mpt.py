@@ -193,3 +193,36 @@ def test_training_schedule_settings_are_part_of_the_row():
     assert vit["lr"] == 1e-4 and vit["warmup_epochs"] == 2 and vit["options"] == {}
     with pytest.raises(ConfigError, match="schedule"):
         recipe.row_spec(SETTINGS, schedule="linear")
+
+
+def test_per_class_accuracy_is_recall():
+    from sklearn.metrics import recall_score
+
+    from mernb.train.metrics import compute_metrics
+
+    y_true, y_pred = [0, 0, 0, 1, 1, 2, 2, 2, 2], [0, 1, 0, 1, 2, 2, 2, 0, 1]
+    doc = {"result": {"metrics": compute_metrics(y_true, y_pred, CLASSES), "classes": CLASSES}}
+    expected = recall_score(y_true, y_pred, average=None, labels=[0, 1, 2])
+    assert list(recipe.per_class_accuracy(doc).values()) == pytest.approx(list(expected))
+
+
+def test_mpt_dataset_flips_image_and_motion_together_in_training_only(data):
+    spec = recipe.row_spec(SETTINGS)
+    inputs = recipe.prepare_inputs(spec, data)
+    samples = data.samples[:6]
+    train = recipe.MPTDataset(inputs, samples, CLASSES, flip=True)
+    train.generator = torch.Generator().manual_seed(0)
+    flips = []
+    for i, s in enumerate(samples):
+        (x,), _, _ = train[i]
+        ref = inputs[s.sample_id]
+        img_flipped = torch.equal(x["image"], ref["image"].flip(-1))
+        mot_flipped = torch.equal(x["motion"], ref["motion"].flip(-1))
+        assert img_flipped == mot_flipped and (img_flipped or torch.equal(x["image"], ref["image"]))
+        flips.append(img_flipped)
+    assert any(flips) and not all(flips)
+    test = recipe.MPTDataset(inputs, samples, CLASSES, flip=False)
+    for i, s in enumerate(samples):
+        (x,), _, _ = test[i]
+        assert torch.equal(x["image"], inputs[s.sample_id]["image"])
+        assert torch.equal(x["motion"], inputs[s.sample_id]["motion"])

@@ -221,9 +221,9 @@ def test_runner_rejects_leaky_folds_and_unknown_labels(tmp_path):
     same_subject = Fold("leaky", ("casme2/1",), tuple(range(0, 3)), tuple(range(3, 6)))
     with pytest.raises(MernbError, match="both sides"):
         run_folds(Centroid(), samples, [same_subject], CLASSES, None, progress=False)
-    twice = loso_folds(samples)[:2]
-    twice = [twice[0], Fold("again", twice[0].test_subjects, twice[1].train_idx, twice[0].test_idx)]
-    with pytest.raises(MernbError):
+    first = loso_folds(samples)[0]
+    twice = [first, Fold("again", first.test_subjects, first.train_idx, first.test_idx)]
+    with pytest.raises(MernbError, match="already tested by an earlier fold"):
         run_folds(Centroid(), samples, twice, CLASSES, None, progress=False)
     with pytest.raises(MernbError, match="not one of the protocol"):
         run_loso(Centroid(), samples, ["negative", "positive"], None, progress=False)
@@ -337,3 +337,59 @@ def test_step_budget_per_fold():
     assert exp.config["steps"] == 5 and exp.config["epochs"] is None
     with pytest.raises(ConfigError, match="exactly one of epochs and steps"):
         torch_experiment(epochs=3, steps=5)
+
+
+def test_kfold_balances_unequal_subjects_largest_first():
+    """Subjects of 10, 8, 2, 1, 1, 1, 1 samples into 3 folds: largest first, each to the emptiest fold,
+    gives 10 / 8 / 2+1+1+1+1 = 6 (hand-computed)."""
+    sizes = {"a": 10, "b": 1, "c": 1, "d": 1, "e": 1, "f": 8, "g": 2}
+    samples = [Sample("casme2", subj, f"c{i}", i, None, i + 5, CLASSES[i % 3], meta={"x": np.zeros(8)})
+               for subj, n in sizes.items() for i in range(n)]
+    for seed in (0, 1, 2):
+        folds = kfold_subject_folds(samples, k=3, seed=seed)
+        check_folds(samples, folds)
+        assert sorted(len(f.test_idx) for f in folds) == [6, 8, 10]
+        small = next(f for f in folds if len(f.test_idx) == 6)
+        assert sorted(small.test_subjects) == ["casme2/b", "casme2/c", "casme2/d", "casme2/e", "casme2/g"]
+
+
+class Fixed:
+    """Predicts one fixed class index for everything."""
+
+    name = "fixed"
+
+    def __init__(self, value):
+        self.value = value
+        self.config = {"value": value}
+
+    def fit_predict(self, train, test, *, seed, fold):
+        return FoldOutput(pred=[self.value] * len(test))
+
+
+def test_runner_rejects_predictions_outside_the_classes_and_unlabelled_samples():
+    samples = make_samples()
+    with pytest.raises(MernbError, match="predictions outside"):
+        run_loso(Fixed(3), samples, CLASSES, None, progress=False)
+    with pytest.raises(MernbError, match="predictions outside"):
+        run_loso(Fixed(-1), samples, CLASSES, None, progress=False)
+    run_loso(Fixed(2), samples, CLASSES, None, progress=False)  # in range: fine
+    import dataclasses
+
+    unlabelled = [dataclasses.replace(samples[0], label=HIDDEN_LABEL), *samples[1:]]
+    with pytest.raises(MernbError, match="must carry their real labels"):
+        run_loso(Fixed(0), unlabelled, CLASSES, None, progress=False)
+
+
+def test_fold_file_with_lists_of_different_lengths_is_recomputed(tmp_path, capsys):
+    """Issue 10 §6: a hand-edited fold file whose lists disagree is recomputed with a message, not a raw zip error."""
+    samples = make_samples()
+    run_loso(Centroid(), samples, CLASSES, tmp_path, progress=False)
+    path = tmp_path / "folds" / "casme2-1.json"
+    doc = json.loads(path.read_text())
+    doc["y_pred"] = doc["y_pred"][:-1]
+    path.write_text(json.dumps(doc))
+    again = Centroid()
+    run_loso(again, samples, CLASSES, tmp_path, progress=False)
+    assert again.fits == ["casme2-1"]
+    captured = capsys.readouterr()
+    assert "different lengths" in captured.out + captured.err

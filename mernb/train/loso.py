@@ -35,8 +35,6 @@ from mernb.io import write_json_atomic
 from mernb.train.metrics import compute_metrics, per_group_metrics
 from mernb.train.runtime import set_seed
 
-"""The label test samples carry inside ``fit_predict``: the runner keeps the truth to itself."""
-
 
 def label_index(sample: Sample, classes: Sequence[str]) -> int:
     """Index of ``sample.label`` in ``classes``; -1 for a hidden (held-out) label; a clear error otherwise.
@@ -360,7 +358,6 @@ def run_folds(
     seed: int = 0,
     progress: bool = True,
     force: bool = False,
-    hide_test_labels: bool = True,
     input_digests: Mapping[str, str] | None = None,
 ) -> CVResult:
     """Run ``experiment`` on every fold (resuming from ``out_dir``), pool the predictions, compute metrics.
@@ -400,8 +397,7 @@ def run_folds(
                 continue
         train = [samples[i] for i in fold.train_idx]
         test = [samples[i] for i in fold.test_idx]
-        if hide_test_labels:
-            test = [dataclasses.replace(s, label=HIDDEN_LABEL) for s in test]
+        test = [dataclasses.replace(s, label=HIDDEN_LABEL) for s in test]  # the runner keeps the truth
         set_seed(seed)
         t0 = time.perf_counter()
         out = experiment.fit_predict(train, test, seed=seed, fold=fold)
@@ -460,8 +456,7 @@ def run_loso(
     seed: int = 0,
     progress: bool = True,
     force: bool = False,
-    hide_test_labels: bool = True,
 ) -> CVResult:
     """``run_folds`` over ``loso_folds(samples)``: one fresh model per subject, pooled metrics."""
     return run_folds(experiment, samples, loso_folds(samples), classes, out_dir, seed=seed, progress=progress,
-                     force=force, hide_test_labels=hide_test_labels)
+                     force=force)
