@@ -65,6 +65,7 @@ from mernb.experiments.common import (
 )
 from mernb.models import create_model
 from mernb.models.feature_cache import PrefixCache
+from mernb.train.device_data import DeviceView, flip_where
 from mernb.train.experiment import TorchExperiment
 from mernb.train.loop import OptimConfig
 from mernb.train.loso import Fold, holdout_fold, label_index
@@ -104,6 +105,20 @@ class TokenDataset(Dataset):
         flip = self.flip and bool(torch.rand((), generator=self.generator) < 0.5)
         return {"tokens": self.get(self.samples[index].sample_id, flip).float()}, self.labels[index], index
 
+    def device_view(self) -> DeviceView:
+        """Every clip's tokens stacked (and, for training with flips, the flipped clips' tokens beside them)."""
+        ids = [s.sample_id for s in self.samples]
+        inputs = {"tokens": torch.stack([self.get(sid, False).float() for sid in ids])}
+        labels = torch.as_tensor(self.labels, dtype=torch.long)
+        if not self.flip:
+            return DeviceView(inputs, labels)
+        inputs["flipped"] = torch.stack([self.get(sid, True).float() for sid in ids])
+
+        def pick(x: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"tokens": torch.where(mask.view(-1, 1, 1, 1), x["flipped"], x["tokens"])}
+
+        return DeviceView(inputs, labels, pick, pack=lambda x: {"tokens": x["tokens"]})
+
 
 class FrameDataset(Dataset):
     """``({"x": (t, 3, H, W)}, label index, sample index)`` of normalised frames (full fine-tuning).
@@ -126,6 +141,15 @@ class FrameDataset(Dataset):
         if self.flip and bool(torch.rand((), generator=self.generator) < 0.5):
             x = x.flip(-1)
         return {"x": x}, self.labels[index], index
+
+    def device_view(self) -> DeviceView:
+        """Every clip's normalised frames stacked; flips along the width (training)."""
+        x = torch.stack([self.frames(s.sample_id) for s in self.samples])
+
+        def flip(inputs: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"x": flip_where(inputs["x"], mask)}
+
+        return DeviceView({"x": x}, torch.as_tensor(self.labels, dtype=torch.long), flip if self.flip else None)
 
 
 # ---------------------------------------------------------------------------------------------- recipe

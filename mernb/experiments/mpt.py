@@ -54,6 +54,7 @@ from mernb.experiments.common import (
     seed_list,
 )
 from mernb.io import digest
+from mernb.train.device_data import DeviceView, flip_where
 from mernb.train.experiment import TorchExperiment
 from mernb.train.loop import OptimConfig, SchedulerConfig
 from mernb.train.loso import Fold, label_index, loso_folds
@@ -284,6 +285,19 @@ class MPTDataset(Dataset):
             return image, self.labels[index], index
         motion = entry["motion"].flip(-1) if flip else entry["motion"]
         return ({"image": image, "motion": motion},), self.labels[index], index
+
+    def device_view(self) -> DeviceView:
+        """The whole set as stacked tensors; flips image and motion together (training)."""
+        labels = torch.as_tensor(self.labels, dtype=torch.long)
+        if not self.motion:
+            stacked = torch.stack([e["image"] for e in self.inputs])
+            return DeviceView(stacked, labels, flip_where if self.flip else None)
+        stacked = {k: torch.stack([e[k] for e in self.inputs]) for k in ("image", "motion")}
+
+        def flip(x: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {k: flip_where(v, mask) for k, v in x.items()}
+
+        return DeviceView(stacked, labels, flip if self.flip else None, pack=lambda x: (x,))
 
 
 def batch_inputs(items: Sequence[Any]) -> Any:

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mernb.data.records import Sample
 from mernb.errors import ConfigError, MernbError
+from mernb.train.device_data import DeviceBatches
 from mernb.train.loop import OptimConfig, SchedulerConfig, as_scheduler_config, predict, train_model
 from mernb.train.loso import Fold, FoldOutput
 from mernb.train.runtime import make_generator, pick_device, seed_worker, set_seed
@@ -46,6 +47,11 @@ class TorchExperiment:
     first (any lazy preparation happens there), then the seed is set, the model is built, and a dataset
     that has a ``generator`` attribute (random flips...) gets a ``torch.Generator`` seeded with ``seed``.
     So a fold retrained alone equals the same fold inside a full run.
+
+    ``data_path``: ``"device"`` (default) keeps a fold's inputs on the training device and batches and flips
+    them there (:mod:`mernb.train.device_data`) when the dataset offers a ``device_view``; ``"loader"`` (or a
+    dataset without one) uses a torch ``DataLoader``. The two draw their random numbers differently, so
+    the setting is part of ``config``.
     """
 
     name: str
@@ -69,11 +75,14 @@ class TorchExperiment:
     keep_model: bool = False
     on_fold_end: Callable[[Fold, nn.Module, dict[str, Any]], None] | None = None
     steps: int | None = None
+    data_path: str = "device"
     models: dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.amp_dtype not in _AMP_DTYPES:
             raise ConfigError(f"amp_dtype must be one of {sorted(_AMP_DTYPES)}, got {self.amp_dtype!r}")
+        if self.data_path not in ("device", "loader"):
+            raise ConfigError(f"data_path must be 'device' or 'loader', got {self.data_path!r}")
         if (self.epochs is None) == (self.steps is None):
             raise ConfigError("TorchExperiment needs exactly one of epochs and steps")
         if (self.epochs or self.steps) < 1 or self.batch_size < 1 or self.num_classes < 2:
@@ -96,6 +105,7 @@ class TorchExperiment:
             "amp": self.amp,
             "amp_dtype": self.amp_dtype,
             "grad_clip": self.grad_clip,
+            **({"data_path": "device"} if self.data_path == "device" else {}),
             "details": self.details,
         }
 
@@ -115,20 +125,27 @@ class TorchExperiment:
         model = self.model_fn(self.num_classes)
         if hasattr(train_set, "generator"):
             train_set.generator = make_generator(seed)
-        train_loader = DataLoader(
-            train_set, batch_size=self.batch_size, shuffle=True, drop_last=self.drop_last,
-            num_workers=self.num_workers, generator=make_generator(seed), worker_init_fn=seed_worker,
-            pin_memory=device.type == "cuda",
-        )
+        on_device = self.data_path == "device" and hasattr(train_set, "device_view")
+        eval_batch = self.eval_batch_size or self.batch_size
+        if on_device:
+            train_loader = DeviceBatches(train_set.device_view(), device, batch_size=self.batch_size, shuffle=True,
+                                         drop_last=self.drop_last, generator=make_generator(seed), augment=True)
+        else:
+            train_loader = DataLoader(
+                train_set, batch_size=self.batch_size, shuffle=True, drop_last=self.drop_last,
+                num_workers=self.num_workers, generator=make_generator(seed), worker_init_fn=seed_worker,
+                pin_memory=device.type == "cuda",
+            )
         history = train_model(
             model, train_loader, epochs=self.epochs_for(len(train)), optimizer=self.optimizer, scheduler=self.scheduler,
             device=device, amp=self.amp, amp_dtype=dtype, grad_clip=self.grad_clip, loss_fn=self.loss_fn,
             progress=self.progress, desc=fold.name,
         )
-        test_loader = DataLoader(
-            test_set, batch_size=self.eval_batch_size or self.batch_size, shuffle=False,
-            num_workers=self.num_workers, pin_memory=device.type == "cuda",
-        )
+        if on_device and hasattr(test_set, "device_view"):
+            test_loader = DeviceBatches(test_set.device_view(), device, batch_size=eval_batch)
+        else:
+            test_loader = DataLoader(test_set, batch_size=eval_batch, shuffle=False, num_workers=self.num_workers,
+                                     pin_memory=device.type == "cuda")
         logits, index = predict(model, test_loader, device, amp=self.amp, amp_dtype=dtype)
         if index.tolist() != list(range(len(test))):
             raise MernbError(

@@ -180,7 +180,9 @@ def train_model(
             group["lr"] = base * factor
         model.train()
         start = time.perf_counter()
-        loss_sum, correct, seen, steps = 0.0, 0, 0, 0
+        # running sums stay on the device: no host sync per step (one per epoch)
+        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
+        seen, steps = 0, 0
         batch_bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
                          disable=not progress, unit="batch")
         for batch in batch_bar:
@@ -191,8 +193,6 @@ def train_model(
             with amp_context(device, amp_dtype, enabled=use_amp):
                 logits = forward(model, inputs)
                 loss = loss_fn(logits, labels)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch + 1}; lower the lr or check inputs")
             scaler.scale(loss).backward()
             if grad_clip is not None:
                 scaler.unscale_(opt)
@@ -201,15 +201,17 @@ def train_model(
             scaler.update()
             steps += 1
             n = labels.shape[0]
-            loss_sum += float(loss.detach()) * n
+            loss_sum += loss.detach().float() * n
             if labels.dim() == 1:
-                correct += int((logits.detach().argmax(dim=1) == labels).sum())
+                correct += (logits.detach().argmax(dim=1) == labels).sum()
             seen += n
+        if not torch.isfinite(loss_sum):
+            raise FloatingPointError(f"the loss became {float(loss_sum)} in epoch {epoch + 1}; lower the lr or check inputs")
         record = {
             "epoch": epoch + 1,
             "steps": steps,
-            "loss": loss_sum / max(1, seen),
-            "acc": correct / max(1, seen),
+            "loss": float(loss_sum) / max(1, seen),
+            "acc": int(correct) / max(1, seen),
             "lr": base_lrs[0] * factor,
             "seconds": time.perf_counter() - start,
         }
