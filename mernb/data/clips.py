@@ -32,6 +32,7 @@ from mernb.errors import DatasetError, MernbError
 
 Mode = Literal["uniform", "onset_apex", "all"]
 Norm = str | tuple[Sequence[float], Sequence[float]] | None
+JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,16 +50,30 @@ NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 
 
 def load_frame(path: str | Path) -> np.ndarray:
-    """One image file as (H, W, 3) uint8 RGB (grey images get 3 equal channels); DatasetError if unreadable."""
+    """One image file as (H, W, 3) uint8 RGB (grey images get 3 equal channels); DatasetError if unreadable
+    or a truncated JPEG."""
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise DatasetError(f"{path}: frame file missing or unreadable ({exc.strerror or exc})") from exc
+    if data.size and path.suffix.lower() in JPEG_SUFFIXES and not jpeg_complete(data):
+        raise DatasetError(f"{path}: truncated JPEG (no end-of-image marker; the file was cut short)")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise DatasetError(f"{path}: not a readable image (empty or corrupt file, or unknown format)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def jpeg_complete(data: np.ndarray | bytes) -> bool:
+    """True when JPEG bytes end with the end-of-image marker (FF D9, allowing trailing padding).
+
+    Some OpenCV/libjpeg builds decode a cut-off JPEG without an error, filling the lost part grey; the
+    marker cannot occur inside the compressed data (0xFF is byte-stuffed there), so its absence near the
+    end means truncation.
+    """
+    tail = bytes(np.asarray(data, np.uint8)[-1024:]) if not isinstance(data, bytes) else data[-1024:]
+    return b"\xff\xd9" in tail
 
 
 def load_frames(paths: Sequence[str | Path]) -> np.ndarray:

@@ -28,6 +28,8 @@ from __future__ import annotations
 import csv
 import math
 import re
+import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -47,7 +49,8 @@ _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 @dataclass(frozen=True)
 class Problem:
     """One thing a reader noticed: ``kind`` is apex_fallback, correction, missing_frames, frame_gaps,
-    skipped_row, ignored_row, duplicate_id or note."""
+    duplicate_frames, skipped_row, ignored_row, duplicate_id, duplicate_row, no_samples, label_mapping,
+    column_choice or note (``mernb data check --root`` adds corrupt_frame and frame_size)."""
 
     kind: str
     message: str
@@ -70,12 +73,12 @@ def is_blank(value: Any) -> bool:
 
 
 def cell_text(value: Any) -> str:
-    """Cell as text: ints stay ints (``12.0`` -> ``'12'``), blanks become ``''``."""
+    """Cell as text: ints stay ints (``12.0`` -> ``'12'``), blanks become ``''``, text in Unicode NFC."""
     if is_blank(value):
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    return nfc(str(value).strip())
 
 
 def parse_int(value: Any) -> int | None:
@@ -284,23 +287,36 @@ def apply_corrections(dataset: str, subject: str, clip: str, values: dict[str, A
 
 # ------------------------------------------------------------------------------------------ frames
 def child_dir(parent: Path, name: str) -> Path | None:
-    """``parent/name`` matched case-insensitively (``spNo.1`` finds ``spNO.1``); None when absent."""
+    """``parent/name`` matched case-insensitively and across Unicode normal forms (``spNo.1`` finds
+    ``spNO.1``; an NFC ``é`` finds an NFD folder name); None when absent."""
     exact = parent / name
-    if exact.is_dir():
+    if exact.is_dir() and not name.startswith("."):
         return exact
+    wanted = name_key(name)
     for entry in _listdir(parent):
-        if entry.name.lower() == name.lower() and entry.is_dir():
+        if name_key(entry.name) == wanted and entry.is_dir():
             return entry
     return None
+
+
+def nfc(text: str) -> str:
+    """Unicode NFC form of a name (macOS file systems hand out NFD: ``e`` + combining accent for ``é``)."""
+    return unicodedata.normalize("NFC", text)
+
+
+def name_key(name: str) -> str:
+    """Folder-name comparison key: NFC, case-folded (annotation names and folder names meet on this form)."""
+    return nfc(name).casefold()
 
 
 @lru_cache(maxsize=4096)
 def _listdir_cached(parent: str, mtime: float) -> tuple[Path, ...]:
     p = Path(parent)
-    return tuple(sorted(p.iterdir())) if p.is_dir() else ()
+    return tuple(sorted(e for e in p.iterdir() if not e.name.startswith("."))) if p.is_dir() else ()
 
 
 def _listdir(parent: Path) -> tuple[Path, ...]:
+    """Entries of a folder, sorted, without hidden files (``.DS_Store``, macOS AppleDouble ``._img46.jpg``)."""
     try:
         mtime = parent.stat().st_mtime
     except OSError:
@@ -318,15 +334,38 @@ def resolve(root: Path, parts: Sequence[str]) -> Path | None:
     return current
 
 
-def frame_index(folder: Path) -> dict[int, Path]:
-    """Image files of a folder by frame number (the last number in the name)."""
-    index: dict[int, Path] = {}
+def scan_frames(folder: Path) -> tuple[dict[int, Path], dict[int, tuple[Path, ...]]]:
+    """(index, duplicates): image files of a folder by frame number (the last number in the name), hidden
+    files (``._img46.jpg``) ignored. Where two files carry one number (``img100.jpg`` beside ``img100.png``,
+    ``img7.jpg`` beside ``img07.jpg``) the index holds the one in the folder's most common format, then the
+    first by name; ``duplicates`` maps such numbers to all their files, the one used first."""
+    by_number: dict[int, list[Path]] = {}
     for entry in _listdir(folder):
         if entry.suffix.lower() in IMAGE_SUFFIXES:
             n = frame_number(entry)
             if n is not None:
-                index.setdefault(n, entry)
-    return index
+                by_number.setdefault(n, []).append(entry)
+    formats = Counter(p.suffix.lower() for files in by_number.values() for p in files)
+    index: dict[int, Path] = {}
+    duplicates: dict[int, tuple[Path, ...]] = {}
+    for n, files in by_number.items():
+        files.sort(key=lambda p: (-formats[p.suffix.lower()], p.name))
+        index[n] = files[0]
+        if len(files) > 1:
+            duplicates[n] = tuple(files)
+    return index, duplicates
+
+
+def frame_index(folder: Path) -> dict[int, Path]:
+    """Image files of a folder by frame number (see :func:`scan_frames` for hidden files and duplicates)."""
+    return scan_frames(folder)[0]
+
+
+def describe_duplicates(duplicates: dict[int, tuple[Path, ...]], limit: int = 3) -> str:
+    """``img100.jpg/img100.png -> img100.jpg; ...`` for a problem message."""
+    items = sorted(duplicates.items())
+    text = "; ".join("/".join(p.name for p in files) + f" -> {files[0].name}" for _, files in items[:limit])
+    return text + ("; ..." if len(items) > limit else "")
 
 
 def check_root(root: str | Path, dataset: str, layout: str) -> Path:
@@ -426,7 +465,7 @@ def attach_frames(
     if folder is None:
         collect.fail("missing_frames", f"{where}: clip folder not found (expected layout {layout})", sample_id=sid)
         return False
-    index = frame_index(folder)
+    index, duplicates = scan_frames(folder)
     numbers = sorted(n for n in index if onset <= n <= offset)
     if not numbers:
         collect.fail(
@@ -440,6 +479,11 @@ def attach_frames(
         sample_fields["meta"]["missing_frames"] = len(absent)
         shown = ", ".join(map(str, absent[:8])) + (", ..." if len(absent) > 8 else "")
         collect.note("frame_gaps", f"{where}: {len(absent)} of {offset - onset + 1} frames absent in {folder} ({shown})", sample_id=sid)
+    duplicates = {n: files for n, files in duplicates.items() if onset <= n <= offset}
+    if duplicates:
+        sample_fields["meta"]["duplicate_frames"] = len(duplicates)
+        collect.note("duplicate_frames", f"{where}: {len(duplicates)} frame number(s) with two files in {folder}, "
+                     f"the folder's most common format used ({describe_duplicates(duplicates)})", sample_id=sid)
     sample_fields["frame_paths"] = tuple(index[n] for n in numbers)
     sample_fields["frame_numbers"] = tuple(numbers)
     return True

@@ -20,6 +20,7 @@ from pathlib import Path
 from mernb.data.readers._common import (
     Problem,
     _Collector,
+    cell_text,
     check_root,
     frame_index,
     normalise_smic_clip,
@@ -88,7 +89,7 @@ def read_megc2019(
         except ValueError:
             collect.fail("skipped_row", f"{where}: subject {cells['subject']!r} is not a {dataset} subject id", row=rownum)
             continue
-        clip = str(cells["clip"]).strip()
+        clip = cell_text(cells["clip"])
         if dataset == "smic":
             clip = normalise_smic_clip(clip)
         samples.append(Sample(

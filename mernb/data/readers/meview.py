@@ -37,6 +37,7 @@ from mernb.data.readers._common import (
     cell_text,
     check_root,
     find_annotation,
+    name_key,
     read_sheet_dataset,
     resolve,
 )
@@ -84,7 +85,7 @@ def _video(root: Path, s: Sample) -> Path | None:
     candidates = [rel.name] if rel.suffix.lower() in VIDEO_SUFFIXES else [rel.name + ext for ext in sorted(VIDEO_SUFFIXES)]
     for name in candidates:
         for entry in _listdir(parent):
-            if entry.is_file() and entry.name.lower() == name.lower():
+            if entry.is_file() and name_key(entry.name) == name_key(name):
                 return entry
     return None
 
