@@ -26,18 +26,19 @@ Rules shared by all readers (see ``book/`` datasets page and ``reference/dataset
 from __future__ import annotations
 
 import csv
+import difflib
 import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from mernb.data.records import Sample, make_sample_id
-from mernb.errors import DatasetError
+from mernb.errors import ConfigError, DatasetError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -154,13 +155,16 @@ def normalise_smic_clip(clip: str) -> str:
 # ------------------------------------------------------------------------------------------ tables
 @dataclass
 class Table:
-    """Data rows of one sheet below its header: ``rows`` is a list of (row number, {field: cell})."""
+    """Data rows of one sheet below its header: ``rows`` is a list of (row number, {field: cell});
+    ``columns`` the header name used per field (``column 3`` in a headerless file, ``header_row`` 0);
+    ``ignored`` further header names of a field (the first column wins)."""
 
     path: Path
     sheet: str | None
     header_row: int
     columns: dict[str, str]
     rows: list[tuple[int, dict[str, Any]]]
+    ignored: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _raw_sheets(path: Path) -> tuple[list[tuple[str | None, Callable[[], list[list[Any]]]]], Callable[[], None]]:
@@ -196,65 +200,167 @@ def _csv_rows(path: Path) -> list[list[Any]]:
     return [list(r) for r in csv.reader(text.splitlines(), delimiter=delimiter)]
 
 
+#: Header names that are not aliases but may mean a field: ``mernb data check`` suggests a column mapping.
+NEAR_MISS = {
+    "subject": ("participant", "person", "subjectid", "sid", "id"),
+    "clip": ("video", "videoname", "name", "file", "sequence", "episode", "sample", "folder"),
+    "onset": ("start", "begin", "first", "startframe", "beginframe", "firstframe"),
+    "apex": ("peak", "max", "top", "peakframe"),
+    "offset": ("end", "stop", "last", "endframe", "lastframe"),
+    "emotion": ("class", "category", "catego", "expression", "emotionlabel", "emotionclass"),
+    "dataset": ("db", "corpus", "source", "database"),
+}
+
+Positional = Callable[[list[Any]], "dict[str, int] | None"]
+
+
 def read_table(
     path: str | Path,
     columns: dict[str, Sequence[str]],
     required: Iterable[str],
     sheets: Sequence[str] = (),
     hint: str = "",
+    *,
+    also: Sequence[Sequence[str]] = (),
+    positional: Positional | None = None,
+    dataset: str = "",
 ) -> Table:
-    """Find the header row (any sheet, ``sheets`` tried first) holding all ``required`` fields and return the
-    rows below it. ``columns`` maps a field to its accepted header names. Raises DatasetError naming the file
-    and the columns that were looked for."""
+    """Find the header row (any sheet, ``sheets`` tried first) holding all ``required`` fields (or all of one
+    of the ``also`` sets) and return the rows below it. ``columns`` maps a field to its accepted header
+    names; where a row holds two names of one field, the first column is used (``Table.ignored`` lists the
+    others). A file without any header row is read by ``positional`` (which maps its first data row's cells
+    to fields, or returns None). Raises DatasetError naming the file, the columns looked for and, on a
+    near-miss header, the ``datasets.<dataset>.columns`` mapping that would read it."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"annotation file {path} does not exist")
     aliases = {field: {norm_key(a) for a in names} for field, names in columns.items()}
-    required = list(required)
+    needs = [list(required), *[list(a) for a in also]]
     loaders, close = _raw_sheets(path)
     try:
-        return _find_header(path, loaders, aliases, required, sheets, columns, hint)
+        return _find_header(path, loaders, aliases, needs, sheets, columns, hint, positional, dataset)
     finally:
         close()
+
+
+def _header_fields(row: list[Any], aliases: dict[str, set[str]]) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """field -> first column holding one of its names, and field -> the names of further such columns."""
+    found: dict[str, int] = {}
+    ignored: dict[str, list[str]] = {}
+    for j, cell in enumerate(row):
+        key = norm_key(cell_text(cell))
+        for field_name, names in aliases.items():
+            if key and key in names:
+                if field_name in found:
+                    ignored.setdefault(field_name, []).append(cell_text(cell))
+                else:
+                    found[field_name] = j
+    return found, ignored
+
+
+def near_misses(row: list[Any], found: dict[str, int], wanted: Sequence[str],
+                aliases: dict[str, set[str]]) -> dict[str, str]:
+    """Header cells of ``row`` that probably name a missing field (``{'onset': 'Start Frame'}``)."""
+    used = set(found.values())
+    out: dict[str, str] = {}
+    for field_name in wanted:
+        if field_name in found:
+            continue
+        keys = aliases.get(field_name, set()) | set(NEAR_MISS.get(field_name, ()))
+        for j, cell in enumerate(row):
+            text = cell_text(cell)
+            key = norm_key(text)
+            if j in used or not key or key.isdigit():
+                continue
+            close = any(
+                key == k or (len(k) >= 4 and k in key) or (len(key) >= 4 and key in k)
+                or difflib.SequenceMatcher(None, key, k).ratio() >= 0.8
+                for k in keys
+            )
+            if close:
+                out[field_name] = text
+                used.add(j)
+                break
+    return out
 
 
 def _find_header(
     path: Path,
     loaders: list[tuple[str | None, Callable[[], list[list[Any]]]]],
     aliases: dict[str, set[str]],
-    required: list[str],
+    needs: list[list[str]],
     sheets: Sequence[str],
     columns: dict[str, Sequence[str]],
     hint: str,
+    positional: Positional | None,
+    dataset: str,
 ) -> Table:
     order = sorted(loaders, key=lambda t: sheets.index(t[0]) if t[0] in sheets else len(sheets))
-    best: tuple[int, str | None, int, list[str]] = (-1, None, 0, required)
+    required = needs[0]
+    best: tuple[int, str | None, int, list[str], dict[str, str]] = (0, None, 0, required, {})
+    first_data: tuple[str | None, list[list[Any]]] | None = None
     for sheet, load in order:
         data = load()
+        if first_data is None:
+            first_data = (sheet, data)
         for i, row in enumerate(data[:HEADER_SCAN_ROWS]):
-            found: dict[str, int] = {}
-            for j, cell in enumerate(row):
-                key = norm_key(cell_text(cell))
-                for field_name, names in aliases.items():
-                    if key in names and field_name not in found:
-                        found[field_name] = j
-            missing = [f for f in required if f not in found]
-            if not missing:
+            found, ignored = _header_fields(row, aliases)
+            if any(all(f in found for f in need) for need in needs):
                 rows = []
                 for k, values in enumerate(data[i + 1 :], start=i + 2):
                     cells = {f: (values[j] if j < len(values) else None) for f, j in found.items()}
                     rows.append((k, cells))
                 header = {f: cell_text(data[i][j]) for f, j in found.items()}
-                return Table(path, sheet, i + 1, header, rows)
-            hits = len(required) - len(missing)
-            if hits > best[0]:
-                best = (hits, sheet, i + 1, missing)
-    where = f" (best candidate: sheet {best[1]!r} row {best[2]}, lacking {best[3]})" if best[0] > 0 else ""
+                return Table(path, sheet, i + 1, header, rows, ignored)
+            missing = [f for f in required if f not in found]
+            suggested = near_misses(row, found, missing, aliases)
+            score = len(required) - len(missing) + len(suggested)
+            if score > best[0]:
+                best = (score, sheet, i + 1, missing, suggested)
+    if positional is not None and first_data is not None:
+        sheet, data = first_data
+        start = next((i for i, r in enumerate(data) if any(not is_blank(c) for c in r)), None)
+        found = positional(data[start]) if start is not None else None
+        if found:
+            rows = [(k, {f: (values[j] if j < len(values) else None) for f, j in found.items()})
+                    for k, values in enumerate(data[start:], start=start + 1)]
+            return Table(path, sheet, 0, {f: f"column {j + 1}" for f, j in found.items()}, rows, {})
+    _, sheet, rownum, missing, suggested = best
+    where = f" (best candidate: sheet {sheet!r} row {rownum}, lacking {missing})" if best[0] > 0 else ""
     expected = ", ".join(f"{f} ({' / '.join(columns[f][:2])})" for f in required)
+    mapping = ""
+    if suggested and len(suggested) + (len(required) - len(missing)) >= 2:
+        pairs = ", ".join(f"{f}: {t!r}" for f, t in suggested.items())
+        found_text = ", ".join(f"{t!r} for {f}" for f, t in suggested.items())
+        key = f"datasets.{dataset}.columns" if dataset else "the reader's columns"
+        mapping = (f". Near miss: row {rownum} has {found_text}; if so, map them in the user config: "
+                   f"{key}: {{{pairs}}}")
     raise DatasetError(
         f"{path}: header row not found in the first {HEADER_SCAN_ROWS} rows of any sheet; expected columns "
-        f"{expected}{where}{'. ' + hint if hint else ''}"
+        f"{expected}{where}{mapping}{'. ' + hint if hint else ''}"
     )
+
+
+def list_positional(names: Iterable[str], label_field: str = "emotion") -> Positional:
+    """Reader of headerless MEGC-style lists (the official MEGC 2019 ground truth has no header row):
+    ``dataset, subject, clip, label[, onset, apex, offset][, frame paths...]``, recognised by a first cell
+    naming one of the datasets ``names``; onset/apex/offset are taken when those cells are frame numbers
+    (or blank), further columns are kept as frame paths (fields ``path_1``...)."""
+    keys = {norm_key(n) for n in names}
+
+    def columns(row: list[Any]) -> dict[str, int] | None:
+        cells = [cell_text(c) for c in row]
+        if len(cells) < 4 or norm_key(cells[0]) not in keys:
+            return None
+        found = {"dataset": 0, "subject": 1, "clip": 2, label_field: 3}
+        rest = 4
+        if len(cells) >= 7 and all(c == "" or re.fullmatch(r"-?\d+", c) for c in cells[4:7]):
+            found.update(onset=4, apex=5, offset=6)
+            rest = 7
+        found.update({f"path_{k - rest + 1}": k for k in range(rest, len(cells))})
+        return found
+
+    return columns
 
 
 # ------------------------------------------------------------------------------------- corrections
@@ -398,10 +504,34 @@ def _glob_to_regex(pattern: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ reader
+#: Header names every spreadsheet reader accepts besides its release's own (variants seen in circulated
+#: copies: ``Onset``/``Apex``/``Offset``, ``Label``, MEGC-style ``data``/``subject``/``clip``/``label`` lists).
+COMMON_COLUMNS: dict[str, tuple[str, ...]] = {
+    "dataset": ("data", "dataset", "database"),
+    "subject": ("Subject", "sub", "subject_id"),
+    "clip": ("Filename", "clip", "filename_o", "video_name"),
+    "onset": ("OnsetFrame", "Onset", "onset_frame", "OnsetF"),
+    "apex": ("ApexFrame", "Apex", "apex_frame", "ApexF"),
+    "offset": ("OffsetFrame", "Offset", "offset_frame", "OffsetF"),
+    "emotion": ("Estimated Emotion", "Emotion", "Label"),
+    "aus": ("Action Units", "AU", "AUs"),
+    "objective_class": ("Objective Class", "Objective Classes"),
+    "onset_path": ("onset_path", "onset_image", "onset_file"),
+    "apex_path": ("apex_path", "apex_image", "apex_file", "imagename", "image_path"),
+    "offset_path": ("offset_path", "offset_image", "offset_file"),
+}
+#: Fields of a MEGC-style list (``data, subject, clip, label``; onset/apex/offset optional).
+LIST_REQUIRED = ("dataset", "subject", "clip", "emotion")
+#: Megc-style label codes (0 negative, 1 positive, 2 surprise), used by readers with those classes.
+MEGC_CODES = {"0": "negative", "1": "positive", "2": "surprise"}
+FRAME_FILE_FIELDS = ("onset_path", "apex_path", "offset_path")
+
+
 @dataclass
 class SheetSpec:
     """What one spreadsheet release looks like. ``frame_dirs(root, sample_fields)`` yields candidate clip
-    folders (first existing wins); ``labels`` are the valid lower-case labels, ``label_aliases`` rename."""
+    folders (first existing wins); ``labels`` are the valid lower-case labels, ``label_aliases`` rename;
+    ``list_names`` are the names of the dataset in a list's ``data`` column (besides ``name``)."""
 
     name: str
     fps: float
@@ -418,6 +548,44 @@ class SheetSpec:
     apex_column: bool = True
     meta_fields: tuple[str, ...] = ("objective_class",)
     extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    list_names: tuple[str, ...] = ()
+
+    def all_columns(self) -> dict[str, list[str]]:
+        """The release's header names per field, then :data:`COMMON_COLUMNS`."""
+        out = {f: list(names) for f, names in self.columns.items()}
+        for f, names in COMMON_COLUMNS.items():
+            out.setdefault(f, [])
+            out[f] += [n for n in names if norm_key(n) not in {norm_key(m) for m in out[f]}]
+        return out
+
+    def with_mapping(self, columns: Mapping[str, Any] | None, labels: Mapping[Any, Any] | None) -> SheetSpec:
+        """This spec with a user mapping (``datasets.<name>.columns`` / ``.labels`` of the user config): a
+        mapped field is read from that header only; mapped labels are renamed before the aliases.
+        ConfigError for unknown fields or labels."""
+        all_columns = self.all_columns()
+        if columns:
+            unknown = sorted(set(columns) - set(all_columns))
+            if unknown:
+                raise ConfigError(f"datasets.{self.name}.columns: unknown field(s) {unknown} (fields: "
+                                  f"{', '.join(sorted(all_columns))})")
+            for f, header in columns.items():
+                if is_blank(header) or not isinstance(header, str | int):
+                    raise ConfigError(f"datasets.{self.name}.columns.{f}: expected a header name, not {header!r}")
+                all_columns[f] = [str(header)]
+        aliases = dict(self.label_aliases)
+        if labels:
+            for raw, label in labels.items():
+                target = cell_text(label).lower()
+                if target not in self.labels:
+                    raise ConfigError(f"datasets.{self.name}.labels: {raw!r} maps to {label!r}, which is not a "
+                                      f"{self.name} label (expected one of {sorted(self.labels)})")
+                aliases[cell_text(raw).lower()] = target
+        return replace(self, columns=all_columns, label_aliases=aliases)
+
+    @property
+    def names(self) -> set[str]:
+        """Keys (:func:`norm_key`) of this dataset's names in a list's ``data`` column."""
+        return {norm_key(n) for n in (self.name, *self.list_names)}
 
 
 class _Collector:
@@ -459,13 +627,27 @@ def apex_fallback(onset: int, apex: Any, offset: int) -> tuple[int | None, str |
 def attach_frames(
     sample_fields: dict[str, Any], dirs: list[Path | None], collect: _Collector, where: str, layout: str
 ) -> bool:
-    """Fill frame_paths/frame_numbers from the first existing candidate folder; False when the clip is missing."""
+    """Fill frame_paths/frame_numbers from the first existing candidate folder; False when the clip is missing.
+    A row without onset/offset (a MEGC-style list) takes every frame of its folder, onset/offset their first
+    and last number."""
     folder = next((d for d in dirs if d is not None and d.is_dir()), None)
     onset, offset, sid = sample_fields["onset"], sample_fields["offset"], sample_fields["sample_id"]
     if folder is None:
         collect.fail("missing_frames", f"{where}: clip folder not found (expected layout {layout})", sample_id=sid)
         return False
     index, duplicates = scan_frames(folder)
+    if onset is None or offset is None:
+        if not index:
+            collect.fail("missing_frames", f"{where}: no image file in {folder}", sample_id=sid)
+            return False
+        onset, offset = min(index), max(index)
+        sample_fields.update(onset=onset, offset=offset)
+        apex = sample_fields["apex"]
+        if apex is not None and not onset <= apex <= offset:
+            sample_fields["apex"] = None
+            sample_fields["meta"]["apex_fallback"] = f"apex {apex} outside the clip's frames [{onset}, {offset}]"
+            collect.note("apex_fallback", f"{where}: {sample_fields['meta']['apex_fallback']}; apex falls back to "
+                         "the midpoint", sample_id=sid)
     numbers = sorted(n for n in index if onset <= n <= offset)
     if not numbers:
         collect.fail(
@@ -498,23 +680,53 @@ def read_sheet_dataset(
     fps: float | None = None,
     problems: list[Problem] | None = None,
     corrections: bool = True,
+    columns: Mapping[str, Any] | None = None,
+    labels: Mapping[Any, Any] | None = None,
+    duplicates: str = "drop",
 ) -> list[Sample]:
-    """Read one spreadsheet release into Samples (see the module docstring for the rules)."""
+    """Read one spreadsheet release into Samples (see the module docstring for the rules).
+
+    ``columns``/``labels``: a user mapping (:meth:`SheetSpec.with_mapping`). ``duplicates="drop"`` drops a row
+    that repeats an earlier one exactly (same subject, clip, frames, label and AUs; reported as
+    ``duplicate_row``); ``"keep"`` keeps it as ``<id>#2``. A MEGC-style list (``data, subject, clip, label``,
+    with or without a header row) is read too: rows of other datasets are ignored, and without onset/offset
+    columns every frame of the clip folder is used."""
+    if duplicates not in {"drop", "keep"}:
+        raise ValueError(f"duplicates must be 'drop' or 'keep', not {duplicates!r}")
     collect = _Collector(on_missing, problems)
+    spec = spec.with_mapping(columns, labels)
     root_path = check_root(root, spec.name, spec.layout) if root is not None else None
     if annotation is not None:
         path = Path(annotation).expanduser()
     else:
         path = find_annotation(root_path, spec.annotation_patterns, spec.name)
-    table = read_table(path, spec.columns, spec.required, spec.sheets, spec.hint)
+    table = read_table(path, spec.columns, spec.required, spec.sheets, spec.hint, also=(LIST_REQUIRED,),
+                       positional=list_positional(spec.names), dataset=spec.name)
+    for f, names in table.ignored.items():
+        collect.note("column_choice", f"{path.name}: two columns for {f}: {table.columns[f]!r} used, "
+                     f"{', '.join(map(repr, names))} ignored", file=str(path))
     has_apex = spec.apex_column and "apex" in table.columns
     rows: list[tuple[str, dict[str, Any]]] = []
     seen: dict[str, int] = {}
+    contents: dict[tuple[Any, ...], int] = {}
+    other: Counter[str] = Counter()
+    unknown: Counter[str] = Counter()
     for rownum, cells in table.rows:
         where = f"{path.name} row {rownum}"
-        fields = _row_fields(spec, table, rownum, cells, has_apex, collect, corrections, fps)
+        if "dataset" in table.columns and not is_blank(cells.get("dataset")):
+            name = cell_text(cells["dataset"])
+            if norm_key(name) not in spec.names:
+                other[name] += 1
+                continue
+        fields = _row_fields(spec, table, rownum, cells, has_apex, collect, corrections, fps, unknown)
         if fields is None:
             continue
+        content = tuple(fields[k] for k in ("subject", "clip", "onset", "apex", "offset", "label", "aus"))
+        if duplicates == "drop" and content in contents:
+            collect.note("duplicate_row", f"{where}: repeats row {contents[content]} exactly; dropped",
+                         file=str(path), row=rownum)
+            continue
+        contents.setdefault(content, rownum)
         base_id = make_sample_id(spec.name, fields["subject"], fields["clip"], fields["onset"])
         fields["sample_id"] = base_id
         if base_id in seen:
@@ -533,7 +745,21 @@ def read_sheet_dataset(
             collect.note("apex_fallback", f"{where}: {meta['apex_fallback']}; apex falls back to the midpoint",
                          sample_id=fields["sample_id"], file=str(path), row=rownum)
         rows.append((where, fields))
-    if not has_apex:
+    if other:
+        counts = ", ".join(f"{k} {n}" for k, n in sorted(other.items()))
+        collect.note("ignored_row", f"{path.name}: {sum(other.values())} rows of other datasets ignored ({counts})",
+                     file=str(path))
+    if unknown:
+        shown = ", ".join(f"{k!r}" for k in sorted(unknown)[:8])
+        example = ", ".join(f"{k!r}: <label>" for k in sorted(unknown)[:3])
+        collect.note("label_mapping", f"{path.name}: {sum(unknown.values())} rows have labels that are not "
+                     f"{spec.name} labels ({shown}); if they encode {spec.name} labels, map them in the user "
+                     f"config: datasets.{spec.name}.labels: {{{example}}} (labels: {', '.join(sorted(spec.labels))})",
+                     file=str(path))
+    if not table.rows or all(all(is_blank(v) for v in cells.values()) for _, cells in table.rows):
+        collect.note("no_samples", f"{path.name}: header on row {table.header_row} but no data rows below it "
+                     "(0 samples)", file=str(path))
+    if not has_apex and rows:
         collect.note("apex_fallback", f"{path.name}: no apex column; apex falls back to the midpoint for all "
                      f"{len(rows)} samples", file=str(path))
     if root_path is None:
@@ -551,16 +777,35 @@ def read_sheet_dataset(
     return samples
 
 
+def _frame_number_cell(table: Table, cells: dict[str, Any], key: str, where: str, collect: _Collector,
+                       rownum: int) -> tuple[bool, int | None]:
+    """(ok, value) of an onset/offset cell; a bad or empty one fails the row."""
+    column = table.columns.get(key, key)
+    try:
+        value = parse_int(cells.get(key))
+    except ValueError:
+        collect.fail("skipped_row", f"{where}: {column} {cell_text(cells.get(key))!r} is not a frame number",
+                     file=str(table.path), row=rownum)
+        return False, None
+    if value is None:
+        collect.fail("skipped_row", f"{where}: {column} is empty (expected a frame number)", file=str(table.path),
+                     row=rownum)
+        return False, None
+    return True, value
+
+
 def _row_fields(
     spec: SheetSpec, table: Table, rownum: int, cells: dict[str, Any], has_apex: bool,
-    collect: _Collector, corrections: bool, fps: float | None,
+    collect: _Collector, corrections: bool, fps: float | None, unknown: Counter[str] | None = None,
 ) -> dict[str, Any] | None:
-    """Sample fields of one row, or None (blank, note or skipped row)."""
+    """Sample fields of one row, or None (blank, note or skipped row). Without onset/offset columns (a list),
+    onset/offset are None and the apex is checked once the frames are known."""
     path = table.path
     where = f"{path.name} row {rownum}"
+    spans = "onset" in table.columns and "offset" in table.columns
     if all(is_blank(cells.get(f)) for f in ("subject", "clip", "onset", "offset", "emotion")):
         return None
-    if is_blank(cells.get("clip")) and is_blank(cells.get("onset")) and is_blank(cells.get("offset")):
+    if is_blank(cells.get("clip")) and (not spans or (is_blank(cells.get("onset")) and is_blank(cells.get("offset")))):
         text = " ".join(cell_text(v) for v in cells.values() if not is_blank(v))[:60]
         collect.note("ignored_row", f"{where}: not a data row (no clip or frames): {text!r}", file=str(path), row=rownum)
         return None
@@ -571,42 +816,46 @@ def _row_fields(
                      f"subject id", file=str(path), row=rownum)
         return None
     clip = spec.clip_form(cell_text(cells.get("clip")))
-    values: dict[str, Any] = {"apex": cells.get("apex") if has_apex else None}
-    for key in ("onset", "offset"):
-        column = table.columns.get(key, key)
-        try:
-            values[key] = parse_int(cells.get(key))
-        except ValueError:
-            collect.fail("skipped_row", f"{where}: {column} {cell_text(cells.get(key))!r} is not a frame number",
-                         file=str(path), row=rownum)
-            return None
-        if values[key] is None:
-            collect.fail("skipped_row", f"{where}: {column} is empty (expected a frame number)", file=str(path), row=rownum)
-            return None
+    values: dict[str, Any] = {"apex": cells.get("apex") if has_apex else None, "onset": None, "offset": None}
+    if spans:
+        for key in ("onset", "offset"):
+            ok, values[key] = _frame_number_cell(table, cells, key, where, collect, rownum)
+            if not ok:
+                return None
     raw_label = cell_text(cells.get("emotion"))
     values["label"] = raw_label
     applied = apply_corrections(spec.name, subject, clip, values) if corrections else []
     label = values["label"].strip().lower()
     label = spec.label_aliases.get(label, label)
     if label not in spec.labels:
+        if unknown is not None:
+            unknown[raw_label] += 1
         collect.fail("skipped_row", f"{where}: unknown {spec.name} label {raw_label!r} (expected one of "
                      f"{sorted(spec.labels)})", file=str(path), row=rownum)
         return None
     onset, offset = values["onset"], values["offset"]
-    if offset < onset:
+    if spans and offset < onset:
         collect.fail("skipped_row", f"{where}: offset {offset} is before onset {onset} (expected onset <= offset)",
                      file=str(path), row=rownum)
         return None
     meta: dict[str, Any] = {"source": str(path), "row": rownum, "emotion_raw": raw_label}
-    if has_apex:
-        apex, reason = apex_fallback(onset, values["apex"], offset)
-    else:
+    if not has_apex:
         apex, reason = None, "no apex in this annotation"
+    elif spans:
+        apex, reason = apex_fallback(onset, values["apex"], offset)
+    else:  # a list without onset/offset: the apex range is checked against the frames on disk
+        apex, reason = apex_fallback(-(2**62), values["apex"], 2**62)
     if reason:
         meta["apex_fallback"] = reason
     if applied:
         meta["corrections"] = applied
     meta.update({f: cell_text(cells.get(f)) for f in spec.meta_fields if cell_text(cells.get(f))})
+    files = {f: cell_text(v) for f, v in cells.items()
+             if (f in FRAME_FILE_FIELDS or f.startswith("path_")) and cell_text(v)}
+    if files:
+        meta["frame_files"] = files
+    if not spans:
+        meta["list"] = "no onset/offset in the annotation: frames are the clip folder's first to last"
     if spec.extra:
         meta.update(spec.extra(cells))
     return {

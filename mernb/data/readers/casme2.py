@@ -8,6 +8,7 @@ Used by the MPT, HLoRA and MA2MI notebooks, SynthME and ``mernb data check --dat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,11 @@ def read_casme2(
     fps: float | None = None,
     problems: list[Problem] | None = None,
     corrections: bool = True,
+    columns: Mapping[str, Any] | None = None,
+    labels: Mapping[Any, Any] | None = None,
+    duplicates: str = "drop",
 ) -> list[Sample]:
     """CASME II samples (255 rows in the 2014 sheet); ``problems`` (a list) receives what was noticed."""
     return read_sheet_dataset(SPEC, root, annotation, on_missing=on_missing, fps=fps, problems=problems,
-                              corrections=corrections)
+                              corrections=corrections, columns=columns, labels=labels,
+                              duplicates=duplicates)

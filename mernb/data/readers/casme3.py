@@ -14,6 +14,7 @@ Used by the HLoRA notebooks and ``mernb data check --dataset casme3``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,11 @@ def read_casme3(
     fps: float | None = None,
     problems: list[Problem] | None = None,
     corrections: bool = True,
+    columns: Mapping[str, Any] | None = None,
+    labels: Mapping[Any, Any] | None = None,
+    duplicates: str = "drop",
 ) -> list[Sample]:
     """CAS(ME)^3 Part A ME samples (860 in v2, 921 in v1); ``problems`` (a list) receives what was noticed."""
     return read_sheet_dataset(SPEC, root, annotation, on_missing=on_missing, fps=fps, problems=problems,
-                              corrections=corrections)
+                              corrections=corrections, columns=columns, labels=labels,
+                              duplicates=duplicates)

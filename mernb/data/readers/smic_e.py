@@ -10,6 +10,7 @@ Used by ``mernb data check --dataset smic_e`` and by notebooks that need SMIC on
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,11 @@ def read_smic_e(
     fps: float | None = None,
     problems: list[Problem] | None = None,
     corrections: bool = True,
+    columns: Mapping[str, Any] | None = None,
+    labels: Mapping[Any, Any] | None = None,
+    duplicates: str = "drop",
 ) -> list[Sample]:
     """SMIC-E HS samples (162 in the file as received); ``problems`` (a list) receives what was noticed."""
     return read_sheet_dataset(SPEC, root, annotation, on_missing=on_missing, fps=fps, problems=problems,
-                              corrections=corrections)
+                              corrections=corrections, columns=columns, labels=labels,
+                              duplicates=duplicates)
