@@ -43,6 +43,7 @@ SPEC = SheetSpec(
     layout=LAYOUT,
     annotation_patterns=("CASME2-coding-*.xlsx", "CASME2-coding*.xls", "CASME2_label*.xls*", "CASME2-coding*.csv"),
     frame_dirs=_frame_dirs,
+    list_names=("casme_ii", "casme_2"),
 )
 
 

@@ -57,6 +57,7 @@ SPEC = SheetSpec(
         "cas(me)3_part_A_ME_label*.csv",
     ),
     frame_dirs=_frame_dirs,
+    list_names=("cas(me)^3", "casme^3", "cas(me)3"),
     sheets=("label",),
     clip_form=lambda c: c.strip().lower(),
     hint="CAS(ME)3_part_A_v2.xls (all expressions + blinks) has no emotion column; use the ME label sheet "
