@@ -106,8 +106,8 @@ def uniform_positions(n: int, num_frames: int) -> np.ndarray:
 
 
 def sampling_positions(n: int, num_frames: int) -> np.ndarray:
-    """Uniform positions, rounded to whole frames when the clip is long enough (n >= num_frames);
-    kept fractional (to interpolate) when it is shorter."""
+    """Uniform positions, rounded to the nearest whole frame (halves up: 2.5 -> 3) when the clip is long
+    enough (n >= num_frames); kept fractional (to interpolate) when it is shorter."""
     pos = uniform_positions(n, num_frames)
     return np.floor(pos + 0.5) if n >= num_frames else pos
 
@@ -283,7 +283,8 @@ def prepare_clip(
 
 @dataclass
 class PrepareReport:
-    """What :func:`prepare_all` did: ``failures`` lists (sample_id, reason)."""
+    """What :func:`prepare_all` did: ``failures`` lists (sample_id, reason) of the clips that could not be
+    prepared (dropped), in the order of the samples given; :meth:`as_dict` is the JSON form for results."""
 
     n: int
     hits: int = 0
@@ -295,6 +296,16 @@ class PrepareReport:
     @property
     def ok(self) -> int:
         return self.n - len(self.failures)
+
+    @property
+    def dropped(self) -> list[dict[str, str]]:
+        """The clips that could not be prepared: ``[{'sample_id': ..., 'reason': ...}]`` (reason names the file)."""
+        return [{"sample_id": sid, "reason": reason} for sid, reason in self.failures]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Counts and dropped clips, JSON-ready (no arrays): n, ok, hits, misses, seconds, dropped."""
+        return {"n": self.n, "ok": self.ok, "hits": self.hits, "misses": self.misses,
+                "seconds": round(self.seconds, 3), "dropped": self.dropped}
 
     def __str__(self) -> str:
         lines = [
@@ -325,6 +336,8 @@ def _prepare_one(sample: Sample, cache_dir: str, kwargs: dict[str, Any],
         clip = prepare_clip(sample, cache=cache, **kwargs)
     except MernbError as exc:
         return sample.sample_id, "failed", str(exc), None
+    except (OSError, cv2.error) as exc:  # a file system or decoder error on one clip drops that clip only
+        return sample.sample_id, "failed", f"{exc.__class__.__name__}: {exc}", None
     return sample.sample_id, "hit" if cache.hits else "miss", "", clip if keep else None
 
 
@@ -378,6 +391,8 @@ def prepare_all(
                     record(*fut.result())
     finally:
         bar.close()
+    order = {s.sample_id: i for i, s in enumerate(samples)}
+    report.failures.sort(key=lambda f: order.get(f[0], len(order)))
     cache.hits += report.hits
     cache.misses += report.misses
     report.seconds = time.perf_counter() - start
