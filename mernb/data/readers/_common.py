@@ -7,7 +7,17 @@ layout); :func:`read_sheet_dataset` does the rest.
 Rules shared by all readers (see ``book/`` datasets page and ``reference/datasets.md``):
 
 * The header row is found by scanning the first rows of every sheet for the expected column names
-  (case, spaces and underscores ignored), so preamble rows (SAMM) and CSV exports both work.
+  (case, spaces and underscores ignored), so preamble rows (SAMM) and CSV exports both work. Each release's
+  names are completed by :data:`COMMON_COLUMNS` (``Onset``/``Apex``/``Offset``, ``Label``...); where a header
+  holds two names of one field the first column is used and the other reported (``column_choice``). A
+  user mapping (``datasets.<name>.columns`` / ``.labels``) replaces a field's names / renames labels; a
+  near-miss header gets the mapping suggested in the error.
+* MEGC-style lists (``data, subject, clip, label``, header row or none, onset/apex/offset optional) are read
+  by every spreadsheet reader: rows of other datasets are ignored; without onset/offset a clip is every
+  frame of its folder.
+* A row repeating an earlier one exactly (same subject, clip, frames, label, AUs) is dropped and reported
+  (``duplicate_row``); a file with a header and no data row is reported (``no_samples``).
+* Text cells and folder names are compared in Unicode NFC (macOS copies carry NFD names).
 * Row numbers in messages are Excel-style (1-based, header included) for spreadsheets, and 1-based line
   numbers for CSV files.
 * Subject ids may be int or text; they are normalised to the release's folder form (``sub01``, ``006``...).
@@ -18,7 +28,8 @@ Rules shared by all readers (see ``book/`` datasets page and ``reference/dataset
 * Apex ``/``, empty, -1, 0 or outside [onset, offset] gives ``apex=None`` and ``meta['apex_fallback']``
   (the reason); ``Sample.apex_frame`` then falls back to the midpoint of onset..offset.
 * Frames are mapped by the LAST number in the file name (``img46.jpg``, ``reg_img46.jpg``,
-  ``006_05562.jpg``, ``355.jpg``, ``image036237.bmp``). A clip with no frame in onset..offset is *missing*
+  ``006_05562.jpg``, ``355.jpg``, ``image036237.bmp``); hidden files (macOS ``._img46.jpg``) are ignored; two
+  files with one number are reported (``duplicate_frames``) and the folder's most common format is used. A clip with no frame in onset..offset is *missing*
   (error, or skipped with ``on_missing="skip"``); a clip with some frames absent is kept and reported
   (``meta['missing_frames']``, problem kind ``frame_gaps``).
 """

@@ -115,6 +115,8 @@ def read_megc2019(
 ) -> list[Sample]:
     """The composite samples of a MEGC 2019 list file (442 rows in the official list); ``columns``/``labels``
     map other headers or label codes (user config), ``duplicates="drop"`` drops rows repeating one exactly."""
+    if duplicates not in {"drop", "keep"}:
+        raise ValueError(f"duplicates must be 'drop' or 'keep', not {duplicates!r}")
     collect = _Collector(on_missing, problems)
     base = check_root(root, "megc2019", LAYOUT) if root is not None else None
     if annotation is None:
