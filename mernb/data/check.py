@@ -142,6 +142,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary["annotation"]:
         lines.append(f"  annotation  {summary['annotation']}")
     lines.append(f"  root        {summary['root'] or '(none: frames not checked)'}")
+    if summary.get("frames_decoded"):
+        more = "" if summary["frames_decoded"] == "all" else "; --full decodes all"
+        lines.append(f"  frames      sizes of all read, decoded: {summary['frames_decoded']} of each clip{more}")
     lines.append(f"  samples     {summary['samples']}  subjects {summary['subjects']}"
                  + (f"  with frames {summary['with_frames']}" if summary["frames_checked"] else ""))
     lines.append("  labels      " + ", ".join(f"{k or '(none)'} {v}" for k, v in summary["labels"].items()))
