@@ -16,7 +16,7 @@ mernb never downloads data or weights. A YAML file names local folders and files
     cache_dir: /scratch/mernb-cache
 
 ``columns`` maps a reader's fields (subject, clip, onset, apex, offset, emotion, aus, ...) to the file's header
-names; ``labels`` maps the file's label values to the release's labels. They apply to the dataset's configured
+names (or, for a file without a header row, to column numbers, 1 = first); ``labels`` maps the file's label values to the release's labels. They apply to the dataset's configured
 annotation file (``mernb data check`` suggests them when a header is a near miss). The file is found at ``$MERNB_CONFIG``, else ``./mernb.local.yaml``, else ``~/.config/mernb/config.yaml``.
 Used by every notebook of the paper plan and by ``mernb data check``.
 """

@@ -223,6 +223,22 @@ def test_mapping_errors_name_the_setting(tmp_path, monkeypatch):
         read_dataset("smic", root=tmp_path, labels={0: "negative"})
 
 
+def test_column_numbers_read_a_file_without_header(tmp_path):
+    """A headerless copy (as the CAS(ME)^2 code sheet circulates): columns by number, 1 = first."""
+    rows = ["1,anger1_1,557,572,608,4+10,negative,micro-expression,disgust",
+            "15,happy2_3,100,110,130,12,positive,macro-expression,happiness"]
+    mapping = {"subject": 1, "clip": 2, "onset": 3, "apex": 4, "offset": 5, "aus": 6, "emotion": 9}
+    expected = [("casme2/sub01/anger1_1/557", "sub01", "anger1_1", 557, 572, 608, "disgust", ("4", "10")),
+                ("casme2/sub15/happy2_3/100", "sub15", "happy2_3", 100, 110, 130, "happiness", ("12",))]
+    assert fields(read_casme2(annotation=write_csv(tmp_path / "a.csv", rows), columns=mapping)) == expected
+    headed = write_csv(tmp_path / "b.csv", ["sub,clip,on,ap,off,au,emo4,type,emo", *rows])  # a header row is skipped
+    assert fields(read_casme2(annotation=headed, columns=mapping)) == expected
+    with pytest.raises(ConfigError, match="header names or column numbers"):
+        read_casme2(annotation=headed, columns={**mapping, "emotion": "emo"})
+    with pytest.raises(ConfigError, match=r"column numbers must include \['offset'\]"):
+        read_casme2(annotation=headed, columns={k: v for k, v in mapping.items() if k != "offset"})
+
+
 def test_unknown_labels_suggest_a_label_mapping(tmp_path):
     path = write_csv(tmp_path / "codes.csv", ["Subject,Filename,Onset,Offset,Label", "1,EP01,1,5,0", "2,EP02,1,5,3",
                                               "2,EP03,1,5,3"])
@@ -253,7 +269,7 @@ def test_header_only_file_reports_no_samples(tmp_path):
     path = write_csv(tmp_path / "empty.csv", ["Subject,Filename,OnsetFrame,ApexFrame,OffsetFrame,Estimated Emotion", ""])
     samples, problems = read_dataset_report("casme2", annotation=path)
     assert samples == [] and [(p.kind, p.message) for p in problems] == [
-        ("no_samples", "empty.csv: header on row 1 but no data rows below it (0 samples)")]
+        ("no_samples", "empty.csv: header on row 1 but no data rows (0 samples)")]
 
 
 # ------------------------------------------------------------------------------ names and folders

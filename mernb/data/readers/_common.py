@@ -235,13 +235,16 @@ def read_table(
     also: Sequence[Sequence[str]] = (),
     positional: Positional | None = None,
     dataset: str = "",
+    numbers: Mapping[str, int] | None = None,
 ) -> Table:
     """Find the header row (any sheet, ``sheets`` tried first) holding all ``required`` fields (or all of one
     of the ``also`` sets) and return the rows below it. ``columns`` maps a field to its accepted header
     names; where a row holds two names of one field, the first column is used (``Table.ignored`` lists the
     others). A file without any header row is read by ``positional`` (which maps its first data row's cells
-    to fields, or returns None). Raises DatasetError naming the file, the columns looked for and, on a
-    near-miss header, the ``datasets.<dataset>.columns`` mapping that would read it."""
+    to fields, or returns None). ``numbers`` (field -> 0-based column) reads the first sheet by position
+    instead, skipping a first row that does not hold a number where ``onset`` is. Raises DatasetError naming
+    the file, the columns looked for and, on a near-miss header, the ``datasets.<dataset>.columns`` mapping
+    that would read it."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"annotation file {path} does not exist")
@@ -249,9 +252,27 @@ def read_table(
     needs = [list(required), *[list(a) for a in also]]
     loaders, close = _raw_sheets(path)
     try:
+        if numbers:
+            return _numbered_table(path, loaders, sheets, dict(numbers))
         return _find_header(path, loaders, aliases, needs, sheets, columns, hint, positional, dataset)
     finally:
         close()
+
+
+def _numbered_table(path: Path, loaders: list[tuple[str | None, Callable[[], list[list[Any]]]]],
+                    sheets: Sequence[str], numbers: dict[str, int]) -> Table:
+    sheet, load = sorted(loaders, key=lambda t: sheets.index(t[0]) if t[0] in sheets else len(sheets))[0]
+    data = load()
+    start = 0
+    probe = numbers.get("onset")
+    if data and probe is not None:
+        try:
+            parse_int(data[0][probe] if probe < len(data[0]) else None)
+        except ValueError:
+            start = 1  # a header row
+    rows = [(k, {f: (values[j] if j < len(values) else None) for f, j in numbers.items()})
+            for k, values in enumerate(data[start:], start=start + 1)]
+    return Table(path, sheet, start, {f: f"column {j + 1}" for f, j in numbers.items()}, rows, {})
 
 
 def _header_fields(row: list[Any], aliases: dict[str, set[str]]) -> tuple[dict[str, int], dict[str, list[str]]]:
@@ -560,6 +581,7 @@ class SheetSpec:
     meta_fields: tuple[str, ...] = ("objective_class",)
     extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     list_names: tuple[str, ...] = ()
+    column_numbers: dict[str, int] = field(default_factory=dict)
 
     def all_columns(self) -> dict[str, list[str]]:
         """The release's header names per field, then :data:`COMMON_COLUMNS`."""
@@ -571,18 +593,32 @@ class SheetSpec:
 
     def with_mapping(self, columns: Mapping[str, Any] | None, labels: Mapping[Any, Any] | None) -> SheetSpec:
         """This spec with a user mapping (``datasets.<name>.columns`` / ``.labels`` of the user config): a
-        mapped field is read from that header only; mapped labels are renamed before the aliases.
-        ConfigError for unknown fields or labels."""
+        mapped field is read from that header only (or, when every value is a number, from that column of a
+        file without a header row: 1 = first); mapped labels are renamed before the aliases. ConfigError for
+        unknown fields or labels."""
         all_columns = self.all_columns()
         if columns:
             unknown = sorted(set(columns) - set(all_columns))
             if unknown:
                 raise ConfigError(f"datasets.{self.name}.columns: unknown field(s) {unknown} (fields: "
                                   f"{', '.join(sorted(all_columns))})")
+            numbers = {f: v for f, v in columns.items() if isinstance(v, int) and not isinstance(v, bool)}
+            if numbers and (len(numbers) < len(columns) or min(numbers.values()) < 1):
+                raise ConfigError(f"datasets.{self.name}.columns: give header names or column numbers (1 = first "
+                                  f"column, for a file without a header row), not both: {dict(columns)}")
+            if numbers:
+                missing = [f for f in self.required if f not in numbers]
+                if missing:
+                    raise ConfigError(f"datasets.{self.name}.columns: column numbers must include {missing}")
+                return replace(self, columns=all_columns, label_aliases=self._labels(labels),
+                               column_numbers={f: n - 1 for f, n in numbers.items()})
             for f, header in columns.items():
-                if is_blank(header) or not isinstance(header, str | int):
+                if is_blank(header) or not isinstance(header, str):
                     raise ConfigError(f"datasets.{self.name}.columns.{f}: expected a header name, not {header!r}")
                 all_columns[f] = [str(header)]
+        return replace(self, columns=all_columns, label_aliases=self._labels(labels))
+
+    def _labels(self, labels: Mapping[Any, Any] | None) -> dict[str, str]:
         aliases = dict(self.label_aliases)
         if labels:
             for raw, label in labels.items():
@@ -591,7 +627,7 @@ class SheetSpec:
                     raise ConfigError(f"datasets.{self.name}.labels: {raw!r} maps to {label!r}, which is not a "
                                       f"{self.name} label (expected one of {sorted(self.labels)})")
                 aliases[cell_text(raw).lower()] = target
-        return replace(self, columns=all_columns, label_aliases=aliases)
+        return aliases
 
     @property
     def names(self) -> set[str]:
@@ -712,7 +748,7 @@ def read_sheet_dataset(
     else:
         path = find_annotation(root_path, spec.annotation_patterns, spec.name)
     table = read_table(path, spec.columns, spec.required, spec.sheets, spec.hint, also=(LIST_REQUIRED,),
-                       positional=list_positional(spec.names), dataset=spec.name)
+                       positional=list_positional(spec.names), dataset=spec.name, numbers=spec.column_numbers)
     for f, names in table.ignored.items():
         collect.note("column_choice", f"{path.name}: two columns for {f}: {table.columns[f]!r} used, "
                      f"{', '.join(map(repr, names))} ignored", file=str(path))
@@ -768,8 +804,8 @@ def read_sheet_dataset(
                      f"config: datasets.{spec.name}.labels: {{{example}}} (labels: {', '.join(sorted(spec.labels))})",
                      file=str(path))
     if not table.rows or all(all(is_blank(v) for v in cells.values()) for _, cells in table.rows):
-        collect.note("no_samples", f"{path.name}: header on row {table.header_row} but no data rows below it "
-                     "(0 samples)", file=str(path))
+        where = f"header on row {table.header_row} but " if table.header_row else ""
+        collect.note("no_samples", f"{path.name}: {where}no data rows (0 samples)", file=str(path))
     if not has_apex and rows:
         collect.note("apex_fallback", f"{path.name}: no apex column; apex falls back to the midpoint for all "
                      f"{len(rows)} samples", file=str(path))
