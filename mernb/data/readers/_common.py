@@ -549,14 +549,15 @@ COMMON_COLUMNS: dict[str, tuple[str, ...]] = {
     "aus": ("Action Units", "AU", "AUs"),
     "objective_class": ("Objective Class", "Objective Classes"),
     "onset_path": ("onset_path", "onset_image", "onset_file"),
-    "apex_path": ("apex_path", "apex_image", "apex_file", "imagename", "image_path"),
+    "apex_path": ("apex_path", "apex_image", "apex_file"),
     "offset_path": ("offset_path", "offset_image", "offset_file"),
+    "image": ("imagename", "image_path", "image_name"),
 }
 #: Fields of a MEGC-style list (``data, subject, clip, label``; onset/apex/offset optional).
 LIST_REQUIRED = ("dataset", "subject", "clip", "emotion")
 #: Megc-style label codes (0 negative, 1 positive, 2 surprise), used by readers with those classes.
 MEGC_CODES = {"0": "negative", "1": "positive", "2": "surprise"}
-FRAME_FILE_FIELDS = ("onset_path", "apex_path", "offset_path")
+FRAME_FILE_FIELDS = ("onset_path", "apex_path", "offset_path", "image")
 
 
 @dataclass

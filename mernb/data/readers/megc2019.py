@@ -55,8 +55,9 @@ COLUMNS = {
     "apex": ["apex_frame", "apex", "apexframe"],
     "offset": ["offset_frame", "offset", "offsetframe"],
     "onset_path": ["onset_path", "onset_image"],
-    "apex_path": ["apex_path", "apex_image", "imagename"],
+    "apex_path": ["apex_path", "apex_image"],
     "offset_path": ["offset_path", "offset_image"],
+    "image": ["imagename", "image_path", "image_name"],
 }
 
 
@@ -157,7 +158,7 @@ def read_megc2019(
         contents.setdefault(content, rownum)
         meta: dict[str, Any] = {"source": str(annotation), "row": rownum, "composite": "megc2019", "emotion": label}
         files = {f: cell_text(v) for f, v in cells.items()
-                 if (f.endswith("_path") or f.startswith("path_")) and cell_text(v)}
+                 if (f.endswith("_path") or f.startswith("path_") or f == "image") and cell_text(v)}
         if files:
             meta["frame_files"] = files
         samples.append(Sample(
