@@ -296,3 +296,8 @@ def test_appledouble_and_hidden_files_are_not_frames(tmp_path):
                                           "1,EP01,1,2,3,happiness"])
     (s,) = read_casme2(tmp_path / "root", path)
     assert [p.name for p in s.frame_paths] == ["img1.jpg", "img2.jpg", "img3.jpg"]
+    # the annotation file is looked up past its AppleDouble twin too
+    (tmp_path / "root" / "._CASME2-coding-2014.csv").write_bytes(b"\x00\x05\x16\x07")
+    path.rename(tmp_path / "root" / "CASME2-coding-2014.csv")
+    (again,) = read_casme2(tmp_path / "root")
+    assert again.meta["source"].endswith("/CASME2-coding-2014.csv") and again.frame_paths == s.frame_paths
