@@ -5,12 +5,19 @@ mernb never downloads data or weights. A YAML file names local folders and files
     datasets:
       casme2: {root: /data/CASME2/CASME2_RAW_selected, annotation: /data/CASME2/CASME2-coding-20140508.xlsx}
       samm:   {root: /data/SAMM, annotation: /data/SAMM/SAMM_Micro_FACS_Codes_v2.xlsx}
+      smic_e:                       # an annotation file with other headers or label codes: map them
+        root: /data/SMIC/HS
+        annotation: /data/SMIC/my_list.csv
+        columns: {onset: Start, apex: Peak, offset: End, emotion: Class}
+        labels: {0: negative, 1: positive, 2: surprise}
     weights:
       vit_base_patch16_224.augreg_in21k: /ckpt/vit_base_patch16_224_in21k.pth
       vit_giant_patch14_dinov2.lvd142m: /ckpt/dinov2_vitg14.pth
     cache_dir: /scratch/mernb-cache
 
-The file is found at ``$MERNB_CONFIG``, else ``./mernb.local.yaml``, else ``~/.config/mernb/config.yaml``.
+``columns`` maps a reader's fields (subject, clip, onset, apex, offset, emotion, aus, ...) to the file's header
+names (or, for a file without a header row, to column numbers, 1 = first); ``labels`` maps the file's label values to the release's labels. They apply to the dataset's configured
+annotation file (``mernb data check`` suggests them when a header is a near miss). The file is found at ``$MERNB_CONFIG``, else ``./mernb.local.yaml``, else ``~/.config/mernb/config.yaml``.
 Used by every notebook of the paper plan and by ``mernb data check``.
 """
 
@@ -26,6 +33,8 @@ import yaml
 from mernb.errors import ConfigError
 
 CONFIG_EXAMPLE = "see README.md, section 'Running on real data'"
+#: Settings of one ``datasets.<name>`` entry.
+DATASET_KEYS = {"root", "annotation", "columns", "labels"}
 
 
 def config_path() -> Path | None:
@@ -58,6 +67,21 @@ class UserConfig:
             )
         return entry
 
+    def mapping(self, name: str) -> dict[str, dict[Any, Any]]:
+        """``{'columns': {...}, 'labels': {...}}`` of a dataset (only the keys that are set); a ConfigError
+        naming the file and key when one is not a mapping of names."""
+        entry = self.datasets.get(name) or {}
+        out: dict[str, dict[Any, Any]] = {}
+        for key in ("columns", "labels"):
+            value = entry.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, dict) or not all(isinstance(v, str | int) for v in value.values()):
+                raise ConfigError(f"{self.source}: datasets.{name}.{key} must map names to names "
+                                  f"(e.g. {{onset: Start}} or {{0: negative}}), not {value!r}")
+            out[key] = dict(value)
+        return out
+
     def weight(self, key: str) -> Path:
         """Local checkpoint file for a weight key, or a ConfigError naming the setting to fill."""
         value = self.weights.get(key)
@@ -86,9 +110,20 @@ def load_config(path: str | Path | None = None) -> UserConfig:
     unknown = set(raw) - {"datasets", "weights", "cache_dir"}
     if unknown:
         raise ConfigError(f"{path}: unknown settings {sorted(unknown)} (expected datasets, weights, cache_dir)")
-    return UserConfig(
-        datasets=dict(raw.get("datasets") or {}),
+    datasets = raw.get("datasets") or {}
+    if not isinstance(datasets, dict) or not all(isinstance(v, dict | None) for v in datasets.values()):
+        raise ConfigError(f"{path}: datasets must map dataset names to {{root: ..., annotation: ...}}")
+    for name, entry in datasets.items():
+        extra = set(entry or {}) - DATASET_KEYS
+        if extra:
+            raise ConfigError(f"{path}: datasets.{name}: unknown settings {sorted(extra)} "
+                              f"(expected {', '.join(sorted(DATASET_KEYS))})")
+    config = UserConfig(
+        datasets={k: dict(v or {}) for k, v in datasets.items()},
         weights={k: str(v) for k, v in (raw.get("weights") or {}).items()},
         cache_dir=raw.get("cache_dir"),
         source=path,
     )
+    for name in config.datasets:
+        config.mapping(name)  # validate early, naming the file
+    return config

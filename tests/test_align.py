@@ -16,6 +16,7 @@ from mernb.data.align import (
     reference_order,
     similarity_matrix,
     template,
+    warp_frames,
 )
 
 
@@ -119,3 +120,27 @@ def test_reference_order():
     assert reference_order(9, tries=3) == [0, 4, 8]
     order = reference_order(20, reference=0, tries=5)
     assert order[0] == 0 and len(order) == len(set(order)) == 5
+
+
+def test_warp_outside_the_frame_is_black_not_edge_streaks():
+    """Output pixels whose source lies above the frame are constant 0 (no copies of the top row: with edge
+    replication every column repeated its top pixel downwards as a vertical streak, moving with the face)."""
+    rng = np.random.default_rng(3)
+    frames = rng.integers(1, 256, (2, 40, 40, 3), dtype=np.uint8)
+    shift_down = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 10.0]])  # output row y shows source row y - 10
+    out = warp_frames(frames, shift_down, 40)
+    assert (out[:, :10] == 0).all()  # rows 0..9 come from source rows -10..-1: outside
+    assert not (out[:, :10] == frames[:, :1]).all()  # ...and are not the replicated top row
+    np.testing.assert_array_equal(out[:, 10:], frames[:, :30])  # inside: the frame itself, unchanged
+
+
+def test_aligned_tight_crop_has_no_streaks_above_the_face(astro):
+    crop = np.ascontiguousarray(astro[60:300, 130:330])  # a tightly cropped face, as in the releases' cropped folders
+    r = align_clip(crop[None], size=112)
+    assert r.method == "dlib"
+    inverse = cv2.invertAffineTransform(r.matrix)
+    ys, xs = np.mgrid[0:112, 0:112]
+    src = apply_matrix(inverse, np.stack([xs.ravel(), ys.ravel()], 1)).reshape(112, 112, 2)
+    outside = (src[..., 0] < -1) | (src[..., 0] > crop.shape[1]) | (src[..., 1] < -1) | (src[..., 1] > crop.shape[0])
+    assert outside[:5].mean() > 0.5  # the template's crop reaches above this frame's top
+    assert (r.frames[0][outside] == 0).all()

@@ -20,12 +20,14 @@ from mernb.data.clips import (
     ClipTransform,
     flip_clip,
     interpolate_frames,
+    load_frame,
     load_frames,
     normalize,
     onset_apex_indices,
     prepare_all,
     prepare_clip,
     sample_uniform,
+    sampling_positions,
     to_tensor,
     uniform_positions,
 )
@@ -353,3 +355,32 @@ def test_clip_dataset_gives_hidden_labels_index_minus_one():
     dummy = lambda s: np.zeros((2, 4, 4, 3), np.uint8)  # noqa: E731
     assert ClipDataset(samples, ["a", "b"], prepare=dummy).labels == [0, 1]
     assert ClipDataset(hidden, ["a", "b"], prepare=dummy).labels == [-1, -1]
+
+
+def test_uniform_sampling_rounds_to_the_nearest_frame(tmp_path):
+    """Hand-computed: 6 frames -> 4 at 0, 5/3, 10/3, 5 = [0, 2, 3, 5] (flooring gives [0, 1, 3, 5]);
+    8 -> 3 at 0, 3.5, 7 = [0, 4, 7]; 11 -> 5 at 0, 2.5, 5, 7.5, 10 = [0, 3, 5, 8, 10] (halves up)."""
+    np.testing.assert_array_equal(sampling_positions(6, 4), [0, 2, 3, 5])
+    np.testing.assert_array_equal(sampling_positions(8, 3), [0, 4, 7])
+    np.testing.assert_array_equal(sampling_positions(11, 5), [0, 3, 5, 8, 10])
+    np.testing.assert_array_equal(sample_uniform(ramp_frames(6), 4)[:, 0, 0, 0] // 5, [0, 2, 3, 5])
+    sample = make_sample(write_clip(tmp_path / "EP", ramp_frames(6)))
+    clip = prepare_clip(sample, num_frames=4, size=16, align=False)  # through the loader and the resize
+    np.testing.assert_array_equal(np.round((clip.mean(axis=(1, 2, 3)) - 2.5) / 5), [0, 2, 3, 5])
+
+
+def test_truncated_jpeg_is_dropped_with_its_reason(tmp_path):
+    rng = np.random.default_rng(0)
+    noisy = rng.integers(0, 255, (3, 48, 64, 3), dtype=np.uint8)
+    good = make_sample(write_clip(tmp_path / "EP1", noisy, ext="jpg"), clip="EP1")
+    paths = write_clip(tmp_path / "EP2", noisy, ext="jpg")
+    data = paths[2].read_bytes()
+    paths[2].write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(DatasetError, match="img48.jpg: truncated JPEG"):
+        load_frame(paths[2])
+    cut = make_sample(paths, clip="EP2")
+    report = prepare_all([cut, good], cache=ClipCache(tmp_path / "cache"), progress=False, num_frames=3, size=16,
+                         align=False)
+    assert report.ok == 1 and [d["sample_id"] for d in report.dropped] == [cut.sample_id]
+    assert "img48.jpg: truncated JPEG" in report.dropped[0]["reason"]
+    assert report.as_dict()["dropped"] == report.dropped and report.as_dict()["n"] == 2

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
+import numpy as np
 from PIL import Image
 
 from mernb.cli import main
+from mernb.data.check import main as check_main
 from mernb.data.check import summarize
 from tests.conftest import fixture_file
 
@@ -78,3 +81,62 @@ def test_check_errors(tmp_path, capsys):
     assert rc == 2 and "unknown dataset 'nope'" in err
     rc, _, err = run(capsys, "--dataset", "samm", "--annotation", str(fixture_file("SAMM/SAMM_LongVideos_V2_Release.csv")))
     assert rc == 2 and "Long Videos" in err
+
+
+def _jpeg(path, size=(64, 48), seed=0):
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path, quality=90)
+
+
+def _frames_dataset(tmp_path):
+    """One CASME II clip, frames 1..8 (apex 3), with every defect of issue 10 section 3."""
+    (tmp_path / "labels.csv").write_text(
+        "Subject,Filename,OnsetFrame,ApexFrame,OffsetFrame,Action Units,Estimated Emotion\n1,EP01_01,1,3,8,12,happiness\n")
+    clip = tmp_path / "root" / "sub01" / "EP01_01"
+    clip.mkdir(parents=True)
+    for n in range(1, 9):
+        _jpeg(clip / f"img{n}.jpg", size=(80, 48) if n == 4 else (64, 48), seed=n)
+    for n in (3, 6):  # truncated inside the image data (apex 3 is decoded by default, 6 only with --full)
+        data = (clip / f"img{n}.jpg").read_bytes()
+        assert len(data) > 3000
+        (clip / f"img{n}.jpg").write_bytes(data[: len(data) * 2 // 3])
+    (clip / "img5.jpg").write_bytes(b"not an image at all")
+    Image.new("RGB", (64, 48)).save(clip / "img2.png")  # a second file numbered 2
+    (clip / "._img1.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")  # sorts first; ignored
+    (clip / ".hidden7.jpg").write_bytes(b"")
+    return tmp_path / "root", tmp_path / "labels.csv", clip
+
+
+def test_check_frames_decodes_sizes_duplicates(tmp_path):
+    root, labels, clip = _frames_dataset(tmp_path)
+    summary = summarize("casme2", root, labels)
+    assert summary["frames_decoded"] == "first, apex, last"
+    by_kind = {}
+    for p in summary["problems"]:
+        by_kind.setdefault(p["kind"], []).append(p["message"])
+    assert summary["problem_counts"] == {"duplicate_frames": 1, "corrupt_frame": 2, "frame_size": 1}
+    (dup,) = by_kind["duplicate_frames"]
+    assert "img2.jpg/img2.png -> img2.jpg" in dup  # the folder's common format (jpg) wins
+    corrupt = sorted(by_kind["corrupt_frame"])
+    assert "img3.jpg: truncated JPEG" in corrupt[0] and "img5.jpg: not a readable image" in corrupt[1]
+    (odd,) = by_kind["frame_size"]
+    assert "1 of 8 frames differ in size from the clip's 64x48 (img4.jpg 80x48)" in odd
+    assert not any("._img1" in m or "hidden7" in m for ms in by_kind.values() for m in ms)
+    full = summarize("casme2", root, labels, full=True)
+    assert full["frames_decoded"] == "all" and full["problem_counts"]["corrupt_frame"] == 3
+    assert any("img6.jpg: truncated JPEG" in p["message"] for p in full["problems"])
+
+
+def test_check_frames_exit_status_and_full_flag(tmp_path, capsys):
+    root, labels, _ = _frames_dataset(tmp_path)
+    args = argparse.Namespace(dataset="casme2", root=str(root), annotation=str(labels), json=True, full=True)
+    assert check_main(args) == 1  # clips with corrupt or odd-sized frames fail at preparation
+    assert json.loads(capsys.readouterr().out)["problem_counts"]["corrupt_frame"] == 3
+
+
+def test_check_header_only_file_is_a_problem(tmp_path, capsys):
+    (tmp_path / "labels.csv").write_text(
+        "Subject,Filename,OnsetFrame,ApexFrame,OffsetFrame,Action Units,Estimated Emotion\n\n")
+    rc, out, _ = run(capsys, "--dataset", "casme2", "--annotation", str(tmp_path / "labels.csv"))
+    assert rc == 1 and "no problems found" not in out
+    assert "[no_samples]" in out and "0 samples" in out

@@ -163,7 +163,11 @@ def test_mmew_csvs(relative, n):
     counts = {"surprise": 89, "disgust": 72, "happiness": 36, "fear": 16, "sadness": 13}
     if n == 234:
         counts["anger"] = 8
-    assert len(samples) == n and labels(samples) == counts and not problems
+    assert len(samples) == n and labels(samples) == counts
+    # the file has 'Estimated Emotion' and, later, an integer 'label' column: the first column is used
+    (choice,) = problems
+    assert choice.kind == "column_choice" and "'Estimated Emotion' used, 'label' ignored" in choice.message
+    assert samples[0].meta["frame_files"] == {"image": "happiness/S01-01-001/15.jpg"}  # imagename column
     assert len({s.subject for s in samples}) == 30
     assert (samples[0].subject, samples[0].clip, samples[0].apex, samples[0].aus) == ("S01", "S01-01-001", 15, ("6", "12"))
     assert samples[0].fps == 90.0

@@ -103,7 +103,12 @@ def apply_matrix(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def warp_frames(frames: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-    """Every frame (T, H, W, 3) warped with one 2x3 matrix to (T, size, size, 3); borders replicate.
+    """Every frame (T, H, W, 3) warped with one 2x3 matrix to (T, size, size, 3).
+
+    Output pixels whose source lies outside the frame are black (constant 0, as ArcFace-style alignment
+    does). Replicating the edge instead drew vertical streaks across the crop wherever the template's
+    square reached past the frame (the top of tightly cropped faces), and those streaks moved with the
+    edge pixels, adding motion that is not in the face; mirroring the border would copy facial motion.
 
     When the warp shrinks by more than 2x (large source frames), frames are first reduced with an
     area filter so that the bilinear warp does not alias.
@@ -120,7 +125,8 @@ def warp_frames(frames: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray
         m[:, 1] /= sy
     return np.stack(
         [
-            cv2.warpAffine(f, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            cv2.warpAffine(f, m, (size, size), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             for f in frames
         ]
     )

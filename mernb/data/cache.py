@@ -23,7 +23,7 @@ import numpy as np
 from mernb.errors import DatasetError
 
 #: Bump when prepared clips change for the same parameters (invalidates every cached clip).
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: black (not edge-replicated) borders in face alignment; AppleDouble/hidden files ignored
 
 
 def source_fingerprint(paths: Iterable[str | Path]) -> list[tuple[str, int, int]]:

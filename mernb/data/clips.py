@@ -32,6 +32,7 @@ from mernb.errors import DatasetError, MernbError
 
 Mode = Literal["uniform", "onset_apex", "all"]
 Norm = str | tuple[Sequence[float], Sequence[float]] | None
+JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,16 +50,30 @@ NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 
 
 def load_frame(path: str | Path) -> np.ndarray:
-    """One image file as (H, W, 3) uint8 RGB (grey images get 3 equal channels); DatasetError if unreadable."""
+    """One image file as (H, W, 3) uint8 RGB (grey images get 3 equal channels); DatasetError if unreadable
+    or a truncated JPEG."""
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise DatasetError(f"{path}: frame file missing or unreadable ({exc.strerror or exc})") from exc
+    if data.size and path.suffix.lower() in JPEG_SUFFIXES and not jpeg_complete(data):
+        raise DatasetError(f"{path}: truncated JPEG (no end-of-image marker; the file was cut short)")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise DatasetError(f"{path}: not a readable image (empty or corrupt file, or unknown format)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def jpeg_complete(data: np.ndarray | bytes) -> bool:
+    """True when JPEG bytes end with the end-of-image marker (FF D9, allowing trailing padding).
+
+    Some OpenCV/libjpeg builds decode a cut-off JPEG without an error, filling the lost part grey; the
+    marker cannot occur inside the compressed data (0xFF is byte-stuffed there), so its absence near the
+    end means truncation.
+    """
+    tail = bytes(np.asarray(data, np.uint8)[-1024:]) if not isinstance(data, bytes) else data[-1024:]
+    return b"\xff\xd9" in tail
 
 
 def load_frames(paths: Sequence[str | Path]) -> np.ndarray:
@@ -91,8 +106,8 @@ def uniform_positions(n: int, num_frames: int) -> np.ndarray:
 
 
 def sampling_positions(n: int, num_frames: int) -> np.ndarray:
-    """Uniform positions, rounded to whole frames when the clip is long enough (n >= num_frames);
-    kept fractional (to interpolate) when it is shorter."""
+    """Uniform positions, rounded to the nearest whole frame (halves up: 2.5 -> 3) when the clip is long
+    enough (n >= num_frames); kept fractional (to interpolate) when it is shorter."""
     pos = uniform_positions(n, num_frames)
     return np.floor(pos + 0.5) if n >= num_frames else pos
 
@@ -268,7 +283,8 @@ def prepare_clip(
 
 @dataclass
 class PrepareReport:
-    """What :func:`prepare_all` did: ``failures`` lists (sample_id, reason)."""
+    """What :func:`prepare_all` did: ``failures`` lists (sample_id, reason) of the clips that could not be
+    prepared (dropped), in the order of the samples given; :meth:`as_dict` is the JSON form for results."""
 
     n: int
     hits: int = 0
@@ -280,6 +296,16 @@ class PrepareReport:
     @property
     def ok(self) -> int:
         return self.n - len(self.failures)
+
+    @property
+    def dropped(self) -> list[dict[str, str]]:
+        """The clips that could not be prepared: ``[{'sample_id': ..., 'reason': ...}]`` (reason names the file)."""
+        return [{"sample_id": sid, "reason": reason} for sid, reason in self.failures]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Counts and dropped clips, JSON-ready (no arrays): n, ok, hits, misses, seconds, dropped."""
+        return {"n": self.n, "ok": self.ok, "hits": self.hits, "misses": self.misses,
+                "seconds": round(self.seconds, 3), "dropped": self.dropped}
 
     def __str__(self) -> str:
         lines = [
@@ -310,6 +336,8 @@ def _prepare_one(sample: Sample, cache_dir: str, kwargs: dict[str, Any],
         clip = prepare_clip(sample, cache=cache, **kwargs)
     except MernbError as exc:
         return sample.sample_id, "failed", str(exc), None
+    except (OSError, cv2.error) as exc:  # a file system or decoder error on one clip drops that clip only
+        return sample.sample_id, "failed", f"{exc.__class__.__name__}: {exc}", None
     return sample.sample_id, "hit" if cache.hits else "miss", "", clip if keep else None
 
 
@@ -363,6 +391,8 @@ def prepare_all(
                     record(*fut.result())
     finally:
         bar.close()
+    order = {s.sample_id: i for i, s in enumerate(samples)}
+    report.failures.sort(key=lambda f: order.get(f[0], len(order)))
     cache.hits += report.hits
     cache.misses += report.misses
     report.seconds = time.perf_counter() - start

@@ -9,6 +9,8 @@ problems=None, corrections=True) -> list[Sample]``:
   DatasetError; pass ``problems=[]`` (or use :func:`read_dataset_report`) to get what was noticed: apex
   fallbacks, corrections applied (``corrections.csv``), frame gaps, skipped rows.
 * ``fps`` overrides the dataset's frame rate.
+* Table readers also take ``columns`` (field -> header name), ``labels`` (file label -> release label) and
+  ``duplicates`` (``"drop"``, the default, drops rows repeating an earlier one exactly; ``"keep"``).
 
 Used by every notebook, SynthME tests and ``mernb data check``.
 """
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mernb.config import load_config
 from mernb.data.readers._common import Problem, frame_number, normalise_subject, parse_aus
 from mernb.data.readers.afew import read_afew
 from mernb.data.readers.casme2 import read_casme2
@@ -33,7 +36,7 @@ from mernb.data.readers.samm import read_samm
 from mernb.data.readers.smic import read_smic
 from mernb.data.readers.smic_e import read_smic_e
 from mernb.data.records import Sample
-from mernb.errors import DatasetError
+from mernb.errors import ConfigError, DatasetError
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,45 @@ def _info(name: str) -> DatasetInfo:
         raise DatasetError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})") from None
 
 
+#: Readers that take a column/label mapping (``columns=``, ``labels=``; ``datasets.<name>.columns/labels``).
+MAPPABLE = {"casme2", "samm", "smic_e", "casme3", "mmew", "meview", "megc2019"}
+
+
+def _same_path(a: str | Path | None, b: str | Path | None) -> bool:
+    if a is None or b is None or not str(a) or not str(b):
+        return False
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def config_mapping(name: str, root: str | Path | None, annotation: str | Path | None) -> dict[str, dict[Any, Any]]:
+    """The user config's ``datasets.<name>.columns`` / ``.labels`` when this read is of the configured
+    annotation file (or, with no annotation given, of the configured root); else ``{}``. A user config that
+    cannot be read, or a mapping that is not one, is a ConfigError naming the file and key."""
+    config = load_config()
+    entry = config.datasets.get(name) or {}
+    if not (entry.get("columns") or entry.get("labels")):
+        return {}
+    this = _same_path(annotation, entry.get("annotation")) if annotation is not None else _same_path(root, entry.get("root"))
+    return config.mapping(name) if this else {}
+
+
+def _read(name: str, root: str | Path | None, annotation: str | Path | None, kw: dict[str, Any]) -> list[Sample]:
+    info = _info(name)
+    if "columns" not in kw and "labels" not in kw:
+        kw = {**config_mapping(info.name, root, annotation), **kw}
+    if (kw.get("columns") or kw.get("labels")) and info.name not in MAPPABLE:
+        raise ConfigError(f"datasets.{info.name}: {info.name} is not read from an annotation table, so columns/labels "
+                          f"do not apply (they do for {', '.join(sorted(MAPPABLE))})")
+    if info.name not in MAPPABLE:
+        kw = {k: v for k, v in kw.items() if k not in {"columns", "labels"}}
+    return info.reader(root, annotation, **kw)
+
+
 def read_dataset(name: str, root: str | Path | None = None, annotation: str | Path | None = None, **kw: Any) -> list[Sample]:
-    """Samples of dataset ``name`` (keywords go to its reader: on_missing, fps, problems, corrections)."""
-    return _info(name).reader(root, annotation, **kw)
+    """Samples of dataset ``name`` (keywords go to its reader: on_missing, fps, problems, corrections, and for
+    table readers columns, labels, duplicates). Without ``columns``/``labels`` the user config's mapping for
+    this dataset applies when the file read is the configured one (:func:`config_mapping`)."""
+    return _read(name, root, annotation, kw)
 
 
 def read_dataset_report(
@@ -81,12 +120,12 @@ def read_dataset_report(
 ) -> tuple[list[Sample], list[Problem]]:
     """(samples, problems) of dataset ``name``; with ``on_missing='skip'`` bad rows end up in problems."""
     problems: list[Problem] = []
-    samples = _info(name).reader(root, annotation, problems=problems, **kw)
+    samples = _read(name, root, annotation, {**kw, "problems": problems})
     return samples, problems
 
 
 __all__ = [
-    "DATASETS", "DatasetInfo", "Problem", "frame_number", "normalise_subject", "parse_aus", "read_afew",
+    "DATASETS", "MAPPABLE", "DatasetInfo", "Problem", "config_mapping", "frame_number", "normalise_subject", "parse_aus", "read_afew",
     "read_casme2", "read_casme3", "read_dataset", "read_dataset_report", "read_dfew", "read_ferv39k",
     "read_megc2019", "read_meview", "read_mmew", "read_samm", "read_smic", "read_smic_e",
 ]

@@ -8,6 +8,7 @@ Used by the MPT, HLoRA and MA2MI notebooks, SynthME and ``mernb data check --dat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ SPEC = SheetSpec(
     layout=LAYOUT,
     annotation_patterns=("CASME2-coding-*.xlsx", "CASME2-coding*.xls", "CASME2_label*.xls*", "CASME2-coding*.csv"),
     frame_dirs=_frame_dirs,
+    list_names=("casme_ii", "casme_2"),
 )
 
 
@@ -53,7 +55,11 @@ def read_casme2(
     fps: float | None = None,
     problems: list[Problem] | None = None,
     corrections: bool = True,
+    columns: Mapping[str, Any] | None = None,
+    labels: Mapping[Any, Any] | None = None,
+    duplicates: str = "drop",
 ) -> list[Sample]:
     """CASME II samples (255 rows in the 2014 sheet); ``problems`` (a list) receives what was noticed."""
     return read_sheet_dataset(SPEC, root, annotation, on_missing=on_missing, fps=fps, problems=problems,
-                              corrections=corrections)
+                              corrections=corrections, columns=columns, labels=labels,
+                              duplicates=duplicates)

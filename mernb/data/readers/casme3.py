@@ -14,6 +14,7 @@ Used by the HLoRA notebooks and ``mernb data check --dataset casme3``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ SPEC = SheetSpec(
         "cas(me)3_part_A_ME_label*.csv",
     ),
     frame_dirs=_frame_dirs,
+    list_names=("cas(me)^3", "casme^3", "cas(me)3"),
     sheets=("label",),
     clip_form=lambda c: c.strip().lower(),
     hint="CAS(ME)3_part_A_v2.xls (all expressions + blinks) has no emotion column; use the ME label sheet "
@@ -71,7 +73,11 @@ def read_casme3(
     fps: float | None = None,
     problems: list[Problem] | None = None,
     corrections: bool = True,
+    columns: Mapping[str, Any] | None = None,
+    labels: Mapping[Any, Any] | None = None,
+    duplicates: str = "drop",
 ) -> list[Sample]:
     """CAS(ME)^3 Part A ME samples (860 in v2, 921 in v1); ``problems`` (a list) receives what was noticed."""
     return read_sheet_dataset(SPEC, root, annotation, on_missing=on_missing, fps=fps, problems=problems,
-                              corrections=corrections)
+                              corrections=corrections, columns=columns, labels=labels,
+                              duplicates=duplicates)

@@ -23,6 +23,7 @@ Used by the HLoRA MEVIEW notebook and ``mernb data check --dataset meview``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from mernb.data.readers._common import (
     cell_text,
     check_root,
     find_annotation,
+    name_key,
     read_sheet_dataset,
     resolve,
 )
@@ -84,7 +86,7 @@ def _video(root: Path, s: Sample) -> Path | None:
     candidates = [rel.name] if rel.suffix.lower() in VIDEO_SUFFIXES else [rel.name + ext for ext in sorted(VIDEO_SUFFIXES)]
     for name in candidates:
         for entry in _listdir(parent):
-            if entry.is_file() and entry.name.lower() == name.lower():
+            if entry.is_file() and name_key(entry.name) == name_key(name):
                 return entry
     return None
 
@@ -97,13 +99,17 @@ def read_meview(
     fps: float | None = None,
     problems: list[Problem] | None = None,
     corrections: bool = True,
+    columns: Mapping[str, Any] | None = None,
+    labels: Mapping[Any, Any] | None = None,
+    duplicates: str = "drop",
 ) -> list[Sample]:
     """MEVIEW samples from the CSV described in the module docstring; frames or a video per clip under root."""
     base = check_root(root, "meview", LAYOUT) if root is not None else None
     if annotation is None:
         annotation = find_annotation(base, SPEC.annotation_patterns, "meview")
     samples = read_sheet_dataset(SPEC, None, annotation, fps=fps, on_missing=on_missing, problems=problems,
-                                 corrections=corrections)
+                                 corrections=corrections, columns=columns, labels=labels,
+                              duplicates=duplicates)
     if base is None:
         return samples
     collect = _Collector(on_missing, problems)

@@ -10,6 +10,7 @@ Used by the MA2MI notebooks and ``mernb data check --dataset mmew``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,11 @@ def read_mmew(
     fps: float | None = None,
     problems: list[Problem] | None = None,
     corrections: bool = True,
+    columns: Mapping[str, Any] | None = None,
+    labels: Mapping[Any, Any] | None = None,
+    duplicates: str = "drop",
 ) -> list[Sample]:
     """MMEW micro-expression samples (300 in the release); ``problems`` (a list) receives what was noticed."""
     return read_sheet_dataset(SPEC, root, annotation, on_missing=on_missing, fps=fps, problems=problems,
-                              corrections=corrections)
+                              corrections=corrections, columns=columns, labels=labels,
+                              duplicates=duplicates)

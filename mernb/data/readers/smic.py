@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mernb.data.readers._common import Problem, _Collector, _listdir, check_root, child_dir, frame_index
+from mernb.data.readers._common import Problem, _Collector, _listdir, check_root, child_dir, frame_index, nfc
 from mernb.data.records import Sample
 from mernb.errors import DatasetError
 
@@ -78,7 +78,7 @@ def read_smic(
                     meta["missing_frames"] = absent
                     collect.note("frame_gaps", f"smic: {absent} frames absent in {cdir}", file=str(cdir))
                 samples.append(Sample(
-                    dataset="smic", subject=subject, clip=cdir.name, onset=onset, apex=None, offset=offset,
+                    dataset="smic", subject=subject, clip=nfc(cdir.name), onset=onset, apex=None, offset=offset,
                     label=label, fps=float(fps if fps is not None else FPS),
                     frame_paths=tuple(index[n] for n in numbers), frame_numbers=tuple(numbers), meta=meta,
                 ))
