@@ -21,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--dataset", required=True, help="casme2, samm, smic, smic_e, casme3, mmew, meview, megc2019, dfew, ferv39k, afew")
     check.add_argument("--root", help="dataset folder (frames are checked only when given)")
     check.add_argument("--annotation", help="annotation file (default: looked up under --root or the user config)")
+    check.add_argument("--full", action="store_true", help="decode every frame (default: first, apex and last of each clip)")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.set_defaults(handler="mernb.data.check:main")
 
