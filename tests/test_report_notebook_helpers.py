@@ -87,3 +87,38 @@ def test_per_fold_groups_largest_first():
     got = per_fold_groups(folds)
     assert [(k, idx.tolist()) for k, idx in got] == [("s2", [1, 2, 5]), ("s1", [0, 4]), ("s3", [3, 6])]
     assert [k for k, _ in per_fold_groups(folds, min_size=3)] == ["s2"]
+
+
+def test_apex_position_by_hand():
+    from mernb.report.notebook_helpers import apex_position
+
+    s = SimpleNamespace(onset=10, apex=20, offset=40)   # apex one third in: 1/3 * 15 = 5 of 16 frames
+    assert apex_position(s, 16) == 5
+    assert apex_position(SimpleNamespace(onset=10, apex=40, offset=40), 8) == 7
+    assert apex_position(SimpleNamespace(onset=10, apex=10, offset=40), 8) == 0
+    assert apex_position(SimpleNamespace(onset=10, apex=None, offset=40), 8) == 4
+    assert apex_position(SimpleNamespace(onset=10, apex=12, offset=10), 9) == 4
+
+
+def test_metrics_of():
+    from mernb.report.notebook_helpers import metrics_of
+
+    assert metrics_of(None) == {}
+    assert metrics_of({"result": {"metrics": {"acc": 0.5}}}) == {"acc": 0.5}
+
+
+def test_show_paper_vs_ours_glues_the_papers_numbers(monkeypatch):
+    import mernb.report.glue as glue
+    from mernb.report.notebook_helpers import show_paper_vs_ours
+
+    glued = {}
+    monkeypatch.setattr(glue, "glue_table", lambda key, table, **kw: glued.update({key: table}))
+    table = show_paper_vs_ours("hlora", "Table 3", "samm", {"HLoRA-MER": {"acc": 0.5, "uf1": 0.25}},
+                               ("acc", ("f1", "uf1")), "k", title="T")
+    assert glued["k"] is table
+    from mernb.report.paper import paper_numbers
+
+    printed = paper_numbers("hlora", "Table 3", dataset="samm").set_index(["row", "metric"])["value"]
+    row = table.loc["HLoRA-MER"]
+    assert row[("Acc (%)", "Paper")] == f"{printed[('HLoRA-MER', 'acc')]:.2f}"
+    assert (row[("Acc (%)", "Ours")], row[("F1 (%)", "Ours")]) == ("50.00", "25.00")

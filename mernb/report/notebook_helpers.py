@@ -1,5 +1,9 @@
 """Small helpers several notebooks share (so the notebooks only set parameters and show results).
 
+* :func:`start_notebook`: torch threads, the run description and the smoke-run banner (first code cell).
+* :func:`metrics_of`: pooled metrics of a row's results document (or {} when it did not run).
+* :func:`show_paper_vs_ours`: paper-vs-ours table of one paper table and dataset: glued and shown.
+* :func:`apex_position`: index of the apex among T frames sampled uniformly over onset..offset.
 * :func:`measured_tparas`: the #Tparas column of MPT Tables VI–VIII, measured on the paper-size model.
 * :func:`named_clips`: find the clips a paper names in a figure (HLoRA-MER Fig. 6) among the samples.
 * :func:`row_predictions`: ground truth, prediction and its probability for given samples of a row.
@@ -15,7 +19,69 @@ import numpy as np
 
 from mernb.models.info import model_info
 
-__all__ = ["measured_tparas", "named_clips", "row_predictions", "per_fold_groups"]
+SMOKE_BANNER = ("**Smoke run.** SynthME synthetic clips and a tiny random-initialised model trained for a few "
+                "epochs on the CPU: the *Ours* numbers exercise the pipeline and are **not** a reproduction of "
+                "the paper.")
+
+
+def start_notebook(*, plan_kind: str, threads: int | None = None, **info: Any) -> str:
+    """Set torch's CPU threads (``threads``; None keeps torch's default), print the run description
+    (:func:`mernb.experiments.common.run_info` of ``info``: plan, group, settings) and show the smoke
+    banner when ``plan_kind == "synthetic"``. Returns the description. First code cell of the MPT and
+    HLoRA-MER notebooks.
+    """
+    import torch
+    from IPython.display import Markdown, display
+
+    from mernb.experiments.common import run_info
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    text = run_info(**info)
+    print(text)
+    if plan_kind == "synthetic":
+        display(Markdown(SMOKE_BANNER))
+    return text
+
+
+def metrics_of(doc: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The pooled metrics of a row's results document, ``{}`` when the row did not run (HLoRA notebooks)."""
+    return dict(doc["result"]["metrics"]) if doc is not None else {}
+
+
+def show_paper_vs_ours(paper: str, table_name: str, dataset: str, ours: Mapping[str, Mapping[str, Any]],
+                       metrics: Sequence[Any], key: str, title: str | None = None,
+                       highlight: str | None = None) -> Any:
+    """Paper numbers of ``paper``/``table_name`` on ``dataset`` beside ``ours``: glued under ``key``,
+    shown under a bold ``title``; returns the table (:func:`mernb.report.tables.paper_vs_ours`).
+    Used by the HLoRA-MER table notebooks and Fig. 3.
+    """
+    from IPython.display import Markdown, display
+
+    from mernb.report.glue import glue_table
+    from mernb.report.paper import paper_numbers
+    from mernb.report.tables import paper_vs_ours, style_table
+
+    table = paper_vs_ours(paper_numbers(paper, table_name, dataset=dataset), ours, metrics=tuple(metrics))
+    glue_table(key, table)
+    if title:
+        display(Markdown(f"**{title}**"))
+    display(style_table(table, highlight=highlight))
+    return table
+
+
+def apex_position(sample: Any, num_frames: int) -> int:
+    """Index (0..T-1) of the frame nearest the apex among ``num_frames`` frames sampled uniformly from
+    onset (index 0) to offset (index T-1); the middle frame when the apex, onset or offset is unknown.
+    Used by ``notebooks/mpt/fig7_predictions`` and ``fig8_gradcam``.
+    """
+    onset, apex, offset = sample.onset, sample.apex, sample.offset
+    if apex is None or onset is None or offset is None or offset <= onset:
+        return num_frames // 2
+    position = int(round((apex - onset) / (offset - onset) * (num_frames - 1)))
+    return min(max(position, 0), num_frames - 1)
+
+__all__ = ["start_notebook", "metrics_of", "show_paper_vs_ours", "apex_position", "measured_tparas", "named_clips", "row_predictions", "per_fold_groups"]
 
 
 def measured_tparas(
