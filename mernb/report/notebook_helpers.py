@@ -1,7 +1,7 @@
 """Small helpers several notebooks share (so the notebooks only set parameters and show results).
 
 * :func:`start_notebook`: torch threads, the run description and the smoke-run banner (first code cell).
-* :func:`metrics_of`: pooled metrics of a row's results document (or {} when it did not run).
+* :func:`metrics_of`: a row's metrics (mean over seeds when several; {} when it did not run).
 * :func:`show_paper_vs_ours`: paper-vs-ours table of one paper table and dataset: glued and shown.
 * :func:`apex_position`: index of the apex among T frames sampled uniformly over onset..offset.
 * :func:`measured_tparas`: the #Tparas column of MPT Tables VI–VIII, measured on the paper-size model.
@@ -45,8 +45,11 @@ def start_notebook(*, plan_kind: str, threads: int | None = None, **info: Any) -
 
 
 def metrics_of(doc: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The pooled metrics of a row's results document, ``{}`` when the row did not run (HLoRA notebooks)."""
-    return dict(doc["result"]["metrics"]) if doc is not None else {}
+    """A row's metrics for a table: mean ± std over its seeds when it ran several, else its pooled metrics;
+    ``{}`` when the row did not run (HLoRA notebooks; :func:`mernb.experiments.common.row_metrics`)."""
+    from mernb.experiments.common import row_metrics
+
+    return row_metrics(doc)
 
 
 def show_paper_vs_ours(paper: str, table_name: str, dataset: str, ours: Mapping[str, Mapping[str, Any]],
