@@ -19,17 +19,25 @@ def pytest_configure(config):
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def _missing(message: str) -> None:
+    """Skip on a developer machine without ../shared; under CI (``CI`` set) fail, so reader tests never
+    vanish silently."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI needs ../shared/fixtures beside the clone")
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    """``../shared/fixtures/annotations`` (real annotation files); skips when it is not there."""
+    """``../shared/fixtures/annotations`` (real annotation files); skips (fails under CI) when absent."""
     if not FIXTURES.is_dir():
-        pytest.skip(f"real annotation fixtures not found at {FIXTURES} (they live in ../shared, beside the repo)")
+        _missing(f"real annotation fixtures not found at {FIXTURES} (they live in ../shared, beside the repo)")
     return FIXTURES
 
 
 def fixture_file(relative: str) -> Path:
-    """Path of one real annotation file, skipping the test when it is absent."""
+    """Path of one real annotation file, skipping the test (failing under CI) when it is absent."""
     path = FIXTURES / relative
     if not path.is_file():
-        pytest.skip(f"real annotation fixture {relative} not found under {FIXTURES}")
+        _missing(f"real annotation fixture {relative} not found under {FIXTURES}")
     return path

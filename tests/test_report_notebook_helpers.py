@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,7 +9,6 @@ import pytest
 
 from mernb.report.notebook_helpers import measured_tparas, named_clips, per_fold_groups, row_predictions
 
-FIXTURES = Path("/work/shared/fixtures/annotations")
 TINY = dict(model="mpt_test", img_size=64, num_frames=8)  # ViT depth 2, width 64 (TINY_VIT_KWARGS)
 
 
@@ -60,12 +58,12 @@ def test_named_clips_match_subjects_with_or_without_padding():
     assert got["smic"] == []
 
 
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason="real annotation fixtures not available")
 def test_named_clips_of_hlora_fig6_are_in_the_real_annotation_files():
     from mernb.data.readers import read_dataset_report
+    from tests.conftest import fixture_file
 
-    casme2, _ = read_dataset_report("casme2", annotation=FIXTURES / "CASME2/CASME2-coding-20140508.xlsx")
-    samm, _ = read_dataset_report("samm", annotation=FIXTURES / "SAMM/SAMM_Micro_FACS_Codes_v2.xlsx")
+    casme2, _ = read_dataset_report("casme2", annotation=fixture_file("CASME2/CASME2-coding-20140508.xlsx"))
+    samm, _ = read_dataset_report("samm", annotation=fixture_file("SAMM/SAMM_Micro_FACS_Codes_v2.xlsx"))
     got = named_clips(casme2 + samm, {"casme2": [("03", "EP18_06")], "samm": [("007", "007_6_1")]})
     assert [(s.subject, s.clip, s.label) for s in got["casme2"]] == [("sub03", "EP18_06", "disgust")]
     assert [(s.subject, s.clip, s.label) for s in got["samm"]] == [("007", "007_6_1", "happiness")]
