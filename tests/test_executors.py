@@ -186,6 +186,7 @@ class InProcessJob:
 
     def __init__(self, folder: Path, number: int, fn, args):
         self.job_id = str(number)
+        self.collected = False
         self.paths = argparse.Namespace(stderr=folder / f"{number}_0_log.err", stdout=folder / f"{number}_0_log.out")
         self.paths.stderr.parent.mkdir(parents=True, exist_ok=True)
         self.paths.stderr.write_text("")
@@ -199,6 +200,7 @@ class InProcessJob:
         return True
 
     def result(self):
+        self.collected = True
         if self.error is not None:
             raise self.error
         return self.value
@@ -209,11 +211,13 @@ class InProcessJob:
 
 class InProcessSubmitit:
     def __init__(self, folder: Path):
-        self.folder, self.count = folder, 0
+        self.folder, self.count, self.jobs, self.uncollected_at_submit = folder, 0, [], []
 
     def submit(self, fn, *args):
         self.count += 1
-        return InProcessJob(self.folder, self.count, fn, args)
+        self.uncollected_at_submit.append(sum(not job.collected for job in self.jobs))
+        self.jobs.append(InProcessJob(self.folder, self.count, fn, args))
+        return self.jobs[-1]
 
 
 def test_job_loop_retries_once_reports_and_resumes(tmp_path, monkeypatch):
@@ -237,6 +241,8 @@ def test_job_loop_retries_once_reports_and_resumes(tmp_path, monkeypatch):
     assert list(failed.value.failures) == [folds[0]]
     assert "crashed" in str(failed.value) and failed.value.failures[folds[0]][1][0].endswith("_log.err")
     assert submitted[-1].count == 4 and fits(marks) == sorted([folds[0], folds[0], folds[1], folds[2]])
+    # the first fold ran alone (filling shared caches), then up to MERNB_SLURM_MAX_JOBS=2 at once
+    assert submitted[-1].uncollected_at_submit == [0, 0, 0, 1]
     monkeypatch.setenv("MERNB_EXECUTOR", "submitit-local")  # the job body switched its own process to local
     resumed = run_loso(Marked(marks, kill={folds[0]: 3}, raise_instead=True), samples, CLASSES, out, progress=False)
     assert submitted[-1].count == 2 and resumed.n_reused == 2

@@ -16,6 +16,7 @@ hands the rest to :func:`fold_executor`, which reads the choice from the environ
 ``MERNB_SLURM_FOLDER``        submitit folder (default ``<run out_dir>/jobs``: scripts, pickles, logs)
 ``MERNB_SLURM_SETUP``         shell lines run before each job (e.g. ``module load cuda``), separated by ``;``
 ``MERNB_SLURM_EXTRA``         JSON of extra ``#SBATCH`` settings, e.g. ``{"account": "mer", "qos": "normal"}``
+``MERNB_SLURM_WARM_FIRST``    ``0``: submit all folds at once (default: the first fold alone, filling the caches)
 
 A fold job unpickles the run's :class:`~mernb.train.loso.FoldTask` (written once per run with cloudpickle,
 which pickles closures such as a ``TorchExperiment``'s ``model_fn``), trains that fold on its node and
@@ -80,6 +81,9 @@ class SubmititExecutor:
     """One submitit job per fold (``cluster='slurm'`` or ``'local'``), at most ``max_jobs`` at once.
 
     ``folder`` None: ``<task.fold_dir>/../jobs`` (beside the run's fold files), else ``runs/submitit``.
+    ``warm_first``: the first fold runs alone, so that the inputs every fold derives from all clips (MPT's
+    magnified motion, HLoRA's prefix tokens) are computed once into the shared disk caches under
+    ``cache_dir`` instead of by every job at once; the other folds are submitted when it has ended.
     """
 
     cluster: str = "slurm"
@@ -94,6 +98,7 @@ class SubmititExecutor:
     folder: str | None = None
     setup: tuple[str, ...] = ()
     extra: dict[str, Any] | None = None
+    warm_first: bool = True
 
     @property
     def name(self) -> str:
@@ -150,11 +155,13 @@ class SubmititExecutor:
         attempts = {f.name: 0 for f in folds}
         running: dict[str, tuple[Any, Any]] = {}  # fold name -> (fold, job)
         failures: dict[str, tuple[str, list[str]]] = {}
+        n_done = 0  # folds ended (finished, or failed for good)
         bar = tqdm(total=len(queue), desc=f"{getattr(task.experiment, 'name', 'folds')} [{self.name}]", unit="fold",
                    disable=not progress)
         try:
             while queue or running:
-                while queue and len(running) < max(1, self.max_jobs):
+                window = 1 if (self.warm_first and len(attempts) > 1 and not n_done) else self.max_jobs
+                while queue and len(running) < max(1, window):
                     fold = queue.pop(0)
                     attempts[fold.name] += 1
                     running[fold.name] = (fold, executor.submit(run_fold_job, str(task_file), fold, cwd))
@@ -166,6 +173,7 @@ class SubmititExecutor:
                     fold, job = running.pop(name)
                     try:
                         result = job.result()
+                        n_done += 1
                     except Exception as exc:  # noqa: BLE001 - submitit raises FailedJobError/UncompletedJobError
                         logs = [str(job.paths.stderr), str(job.paths.stdout)]
                         if attempts[name] <= self.retries:
@@ -174,6 +182,7 @@ class SubmititExecutor:
                             queue.append(fold)
                         else:
                             failures[name] = (str(exc), logs)
+                            n_done += 1
                             bar.update(1)
                         continue
                     bar.update(1)
@@ -267,6 +276,7 @@ def fold_executor() -> LocalExecutor | SubmititExecutor:
         folder=os.environ.get("MERNB_SLURM_FOLDER") or None,
         setup=setup,
         extra=extra_params,
+        warm_first=os.environ.get("MERNB_SLURM_WARM_FIRST", "1") != "0",
     )
 
 
