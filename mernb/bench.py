@@ -1,8 +1,8 @@
 """``mernb bench CONFIG``: training-step and inference speed of a model config on the present device.
 
 Measures, at a given batch size: step time (median of timed steps after warm-up), samples/s, peak memory,
-the FLOPs of one training step (forward + backward as executed, counted by
-:class:`torch.utils.flop_counter.FlopCounterMode`, so frozen parts count only what really runs), achieved
+the FLOPs of one training step (forward + backward as executed, counted with
+torch's FLOP formulas (:func:`count_flops`), so frozen parts count only what really runs), achieved
 FLOP/s, and on a GPU the utilisation against the device's dense bf16 peak (:data:`BF16_PEAK_TFLOPS`).
 HLoRA configs can be timed on the cached path (``--kwargs '{"cached": true}'``: the LoRA blocks and HFM
 on precomputed prefix tokens, as the recipe trains) or uncached (frames through the whole backbone).
@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from mernb.errors import ConfigError
 
@@ -117,10 +118,10 @@ def bench_model(model: nn.Module, example: Any, *, batch_size: int, steps: int =
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.train()
-    train_flops = _count(train_step)
+    train_flops = count_flops(train_step)
     train_s = _time(train_step, steps, warmup, device)
     model.eval()
-    infer_flops = _count(infer_step)
+    infer_flops = count_flops(infer_step)
     infer_s = _time(infer_step, steps, warmup, device)
     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024))
@@ -153,10 +154,32 @@ class _null:
         return None
 
 
-def _count(step: Callable[[], None]) -> int:
-    with FlopCounterMode(display=False) as counter:
+class _FlopCount(TorchDispatchMode):
+    """Total FLOPs of the aten ops that run (torch's own formulas: matmuls, convolutions, attention).
+
+    ``FlopCounterMode`` without its module tracker, which fails on modules returning a parameter view
+    without a gradient function (MPT's VPT prompts) in training mode.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's signature
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += int(formula(*args, **kwargs, out_val=out))
+        return out
+
+
+def count_flops(step: Callable[[], Any]) -> int:
+    """FLOPs of everything ``step()`` runs (forward, and backward when it calls it). Used by ``mernb.preflight``."""
+    with _FlopCount() as counter:
         step()
-    return int(counter.get_total_flops())
+    return counter.total
+
 
 
 def _time(step: Callable[[], None], steps: int, warmup: int, device: torch.device) -> float:

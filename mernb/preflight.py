@@ -10,7 +10,7 @@ For every notebook × group of a plan, without training:
    (a missing file or a checkpoint that does not fit is a problem), and one forward + backward step runs
    on one real batch (two clips prepared as the recipe prepares them) on the available device: CUDA when
    present, else the CPU for steps under ``cpu_step_flops``, else the ``meta`` device (shapes only).
-3. **Cost**: the FLOPs of one training step per sample as executed (``FlopCounterMode`` on the meta device:
+3. **Cost**: the FLOPs of one training step per sample as executed (torch's FLOP formulas on the meta device:
    backward of frozen parts counted only where it runs; HLoRA's cached path plus its one-off prefix pass)
    × training samples × epochs × folds × seeds; hours at ``utilisation`` of a GPU's dense bf16 peak (the
    present one or ``--gpu NAME``). Rows shared between notebooks are costed once, where first met.
@@ -193,6 +193,7 @@ class DataFacts:
     counts: dict[str, int] = field(default_factory=dict)
     selected: list[Any] = field(default_factory=list, repr=False)
     error: str | None = None
+    n_train: int | None = None  # holdout splits: the training dataset's samples (the rest are tested)
 
 
 def check_data(dataset: str, protocol: str | None, data_root: str | None, *, frame_sample: int = 6,
@@ -248,6 +249,7 @@ def check_data(dataset: str, protocol: str | None, data_root: str | None, *, fra
 class ModelFacts:
     model: str
     kwargs: dict[str, Any]
+    row: str = ""  # the first row that uses it
     params: int = 0
     trainable: int = 0
     train_flops_per_sample: float | None = None  # one training step per sample as executed
@@ -258,11 +260,9 @@ class ModelFacts:
 
 
 def _flops(fn: Callable[[], Any]) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
+    from mernb.bench import count_flops
 
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return float(counter.get_total_flops())
+    return float(count_flops(fn))
 
 
 def _train_step(model: Any, batch: Any, labels: Any) -> None:
@@ -282,8 +282,8 @@ def count_costs(row: RowNeed, num_classes: int) -> ModelFacts:
     kwargs = {**row.kwargs, "weights": None, "num_classes": num_classes}
     with torch.device("meta"):
         model = create_model(row.model, **kwargs)
-    facts = ModelFacts(row.model, row.kwargs, sum(p.numel() for p in model.parameters()),
-                       sum(p.numel() for p in model.parameters() if p.requires_grad))
+    facts = ModelFacts(row.model, row.kwargs, params=sum(p.numel() for p in model.parameters()),
+                       trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
     x = model.example_input(batch=1, device="meta")
     labels = torch.zeros(1, dtype=torch.long, device="meta")
     if row.family == "hlora" and getattr(model, "prefix_frozen", False):
@@ -336,6 +336,7 @@ def check_model(row: RowNeed, data: DataFacts | None, *, step: str, cpu_step_flo
     except Exception as exc:  # noqa: BLE001 - every failure is a finding, listed with the others
         problems.append(Problem(where, f"{label}: cannot be built at its real size: {type(exc).__name__}: {exc}"))
         return None
+    facts.row = row.name
     try:
         model = create_model(row.model, **{**row.kwargs, "num_classes": len(classes)})
     except Exception as exc:  # noqa: BLE001
@@ -379,22 +380,25 @@ def check_model(row: RowNeed, data: DataFacts | None, *, step: str, cpu_step_flo
 # ----------------------------------------------------------------------------------------------- cost
 
 
-def epochs_of(row: RowNeed, n_train: int) -> int:
+def epochs_of(row: RowNeed, n_samples: int) -> int:
+    """The row's epochs, or its ``steps`` turned into epochs as ``hlora_recipe`` does (on all ``n_samples``)."""
     if row.epochs is not None:
         return int(row.epochs)
     from mernb.experiments.hlora import epochs_for_steps
 
-    return epochs_for_steps(int(row.steps or 0), n_train, row.batch_size)
+    return epochs_for_steps(int(row.steps or 0), n_samples, row.batch_size)
 
 
 def row_flops(row: RowNeed, facts: ModelFacts, data: DataFacts, seeds: int) -> tuple[float, int, int]:
     """(FLOPs, folds, epochs) of one row: every fold trains on the others' samples for the fixed schedule."""
     n, folds = data.samples, (1 if row.holdout else data.subjects)
-    n_train_total = n if row.holdout else n * (folds - 1)  # summed over folds
-    n_train_fold = n_train_total // max(1, folds)
-    epochs = epochs_of(row, n_train_fold)
+    if row.holdout:  # one split: train on the first dataset, test on the second
+        n_train_total, n_test = int(data.n_train or 0), n - int(data.n_train or 0)
+    else:  # LOSO: every sample is tested once and trained on in the other folds - 1 folds
+        n_train_total, n_test = n * (folds - 1), n
+    epochs = epochs_of(row, n)  # as the HLoRA recipe: steps -> epochs on all of the protocol's samples
     train = (facts.train_flops_per_sample or 0) * n_train_total * epochs
-    infer = (facts.infer_flops_per_sample or 0) * n
+    infer = (facts.infer_flops_per_sample or 0) * n_test
     prefix = (facts.prefix_flops_per_sample or 0) * n * 2  # unflipped and flipped, once per clip
     return (train + infer) * seeds + prefix, folds, epochs
 
@@ -485,7 +489,8 @@ def _row_data(row: RowNeed, data: Mapping[tuple[str, str | None], DataFacts]) ->
     if any(p is None or not p.samples for p in parts):
         return None
     return DataFacts(f"{proto.train_dataset}->{proto.test_dataset}", row.protocol, parts[0].samples + parts[1].samples,
-                     2, {}, parts[0].selected + parts[1].selected)
+                     parts[0].subjects + parts[1].subjects, {}, parts[0].selected + parts[1].selected,
+                     n_train=parts[0].samples)
 
 
 # --------------------------------------------------------------------------------------------- output
@@ -511,8 +516,9 @@ def format_report(report: Report) -> str:
     lines.append("Models (real size; one step on a real batch):")
     for facts in report.models.values():
         step = f"step on {facts.step_device} {facts.step_seconds:.1f}s" if facts.step_device else "no step"
-        lines.append(f"  {facts.model:<22} {facts.params / 1e6:9.1f} M params, {facts.trainable / 1e6:8.2f} M trainable,"
-                     f" train {_fmt_flops(facts.train_flops_per_sample or 0)}/sample, {step}")
+        lines.append(f"  {facts.model + ' (' + facts.row + ')':<44} {facts.params / 1e6:8.1f} M params, "
+                     f"{facts.trainable / 1e6:8.2f} M trainable, "
+                     f"train {_fmt_flops(facts.train_flops_per_sample or 0)}/sample, {step}")
     gpu = report.gpu or "no GPU given (use --gpu H100)"
     lines.append(f"Estimated cost (bf16 on {gpu} at {100 * report.utilisation:.0f} % of peak; "
                  "shared rows counted where first met):")
@@ -523,6 +529,13 @@ def format_report(report: Report) -> str:
         lines.append(f"  {row['notebook']:<34}{row['rows']:>6}{row['new_rows']:>5}  "
                      f"{','.join(map(str, row['folds'])) or '-':<10}{','.join(map(str, row['epochs'])) or '-':<10}"
                      f"{_fmt_flops(row['flops']):>14}{(f'{hours:.2f}' if hours is not None else '-'):>9}")
+    papers: dict[str, float] = {}
+    for row in report.cost:
+        papers[row["notebook"].split("/")[0]] = papers.get(row["notebook"].split("/")[0], 0.0) + row["flops"]
+    for paper, flops in papers.items():
+        hours = report.hours(flops)
+        lines.append(f"  {'subtotal ' + paper:<55}{_fmt_flops(flops):>14}"
+                     f"{(f'{hours:.1f}' if hours is not None else '-'):>9}")
     total_h = report.hours(report.total_flops)
     lines.append(f"  {'total':<55}{_fmt_flops(report.total_flops):>14}"
                  f"{(f'{total_h:.1f}' if total_h is not None else '-'):>9}")

@@ -13,7 +13,7 @@ from mernb.cli import main as cli
 from mernb.data.protocols import protocol
 from mernb.data.sources import load_samples
 from mernb.plan import load_plan
-from mernb.preflight import check_plan, format_report, needs, notebook_source
+from mernb.preflight import check_plan, count_costs, format_report, needs, notebook_source
 
 
 @pytest.fixture(autouse=True)
@@ -52,6 +52,10 @@ MPT_PAPER = dict(model="mpt_base_patch16", weights="vit_base_patch16_224.augreg_
                  num_prompts=5)
 
 
+HLORA_SMALL = {"model": "hlora_test", "image_size": 56, "epochs": None, "steps": 12, "batch_size": 4,
+               "model_kwargs": {"n_lora_blocks": 2}}
+
+
 def write_plan(tmp_path, synthme, notebooks, config: dict) -> str:
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     plan = {"name": "preflight-test", "kind": "reproduction",
@@ -82,15 +86,23 @@ def test_needs_reads_rows_from_the_notebook_and_the_plan():
     assert notebook_source("data/statistics")["cells"]
 
 
+def test_vpt_rows_are_costed():
+    """VPT prompts (a parameter view without a gradient function) defeat FlopCounterMode's module tracker."""
+    table7 = needs("mpt/table7_prompt_types", {"mpt": {**MPT_PAPER, "weights": None}, "dataset": "smic",
+                                               "protocol": "smic_3class"})
+    rows = {r.name: r for r in table7.rows}
+    none, shallow = count_costs(rows["w/o prompt"], 3), count_costs(rows["VPT-Shallow"], 3)
+    assert shallow.trainable > none.trainable and shallow.train_flops_per_sample > none.train_flops_per_sample
+
+
 def test_check_passes_on_synthme_and_costs_the_paper_configs(tmp_path, synthme, vit_b16_file, monkeypatch):
     plan_path = write_plan(tmp_path, synthme, {
         "mpt/table1_casme2": {"parameter_groups": {"paper": {"dataset": "casme2", "protocol": "casme2_5class",
                                                              "mpt": MPT_PAPER}}},
         "mpt/table2_samm": {"parameter_groups": {"paper": {"dataset": "samm", "protocol": "samm_5class",
                                                            "mpt": MPT_PAPER}}},
-        "hlora/table3_5class": {"parameter_groups": {"paper": {
-            "model": "hlora_test", "image_size": 56, "epochs": None, "steps": 12, "batch_size": 4,
-            "model_kwargs": {"n_lora_blocks": 2}}}},
+        "hlora/table3_5class": {"parameter_groups": {"paper": HLORA_SMALL}},
+        "hlora/table7_holdout": {"parameter_groups": {"paper": HLORA_SMALL}},
     }, {"weights": {"vit_base_patch16_224.augreg_in21k": str(vit_b16_file)}})
     monkeypatch.setenv("MERNB_CONFIG", str(tmp_path / "config.yaml"))
     report = check_plan(load_plan(plan_path), gpu="H100", utilisation=0.4, step="meta", log=lambda _: None)
@@ -115,8 +127,20 @@ def test_check_passes_on_synthme_and_costs_the_paper_configs(tmp_path, synthme, 
                 + mpt.infer_flops_per_sample * casme.samples)
     assert rows["mpt/table1_casme2"]["flops"] == pytest.approx(expected)
     assert rows["mpt/table1_casme2"]["folds"] == [3] and rows["mpt/table1_casme2"]["epochs"] == [50]
-    hl = rows["hlora/table3_5class"]
-    assert hl["flops"] > 0 and report.models[next(k for k in report.models if "hlora_test" in k)].prefix_flops_per_sample
+    hl = report.models[next(k for k in report.models if "hlora_test" in k)]
+    assert hl.prefix_flops_per_sample > 0 and rows["hlora/table3_5class"]["flops"] > 0
+    # holdout CASME II -> SAMM: one split, trained on CASME II's clips, tested on SAMM's, prefix once per clip
+    # and flip; epochs from 12 optimiser steps of batch 4 on all the recipe's samples: ceil(12 / ceil(n / 4))
+    train_n = report.data[("casme2", "holdout_casme2_samm")].samples
+    test_n = report.data[("samm", "holdout_casme2_samm")].samples
+    epochs = -(-12 // -(-(train_n + test_n) // 4))
+    expected = (hl.train_flops_per_sample * train_n * epochs + hl.infer_flops_per_sample * test_n
+                + hl.prefix_flops_per_sample * (train_n + test_n) * 2)
+    back = report.data[("samm", "holdout_samm_casme2")].samples, report.data[("casme2", "holdout_samm_casme2")].samples
+    expected += (hl.train_flops_per_sample * back[0] * -(-12 // -(-sum(back) // 4)) + hl.infer_flops_per_sample * back[1]
+                 + hl.prefix_flops_per_sample * sum(back) * 2)
+    assert rows["hlora/table7_holdout"]["flops"] == pytest.approx(expected)
+    assert rows["hlora/table7_holdout"]["folds"] == [1]
     assert report.total_flops == pytest.approx(sum(r["flops"] for r in report.cost))
     assert report.hours(report.total_flops) == pytest.approx(report.total_flops / (989e12 * 0.4) / 3600)
     text = format_report(report)
