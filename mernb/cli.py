@@ -1,4 +1,4 @@
-"""The ``mernb`` command: ``data check``, ``synth``, ``model info``, ``run``, ``book``.
+"""The ``mernb`` command: ``data check``, ``synth``, ``model info``, ``run``, ``bench``, ``book``.
 
 Each subcommand lives with its concern; this module only parses arguments and dispatches.
 """
@@ -43,6 +43,31 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-execute and retrain even where results exist")
     run.add_argument("--jobs", type=int, default=1, help="notebooks executed at once (default 1; CPU smoke: 2)")
     run.set_defaults(handler="mernb.plan:main_run")
+    # preflight (mernb.preflight) and fold executors (mernb.train.executors)
+    run.add_argument("--check", action="store_true",
+                     help="preflight without training: data, weights, one real step per model, cost table")
+    run.add_argument("--gpu", help="--check: estimate hours on this GPU (e.g. H100, A100; default: the present one)")
+    run.add_argument("--utilisation", type=float, default=0.35,
+                     help="--check: assumed fraction of the GPU's bf16 peak reached in training (default 0.35)")
+    run.add_argument("--executor", choices=("local", "slurm", "submitit-local"),
+                     help="where folds run: in the notebook's process (local, default) or one SLURM job per fold")
+    run.add_argument("--slurm-partition", help="--executor slurm: partition of the fold jobs")
+    run.add_argument("--gpus-per-job", type=int, help="--executor slurm: GPUs per fold job (default 1)")
+    run.add_argument("--max-jobs", type=int, help="--executor slurm: fold jobs of one row queued at once (default 64)")
+
+    bench = sub.add_parser("bench", help="time training steps and inference of a model config on this device")
+    bench.add_argument("config", help="registered model config, e.g. mpt_base_patch16 or mpt_test")
+    bench.add_argument("--batch-size", type=int, default=16)
+    bench.add_argument("--steps", type=int, default=10, help="timed steps (after --warmup untimed ones)")
+    bench.add_argument("--warmup", type=int, default=2)
+    bench.add_argument("--img-size", type=int, help="input side (default: the config's)")
+    bench.add_argument("--num-frames", type=int, help="frames per clip (default: the config's)")
+    bench.add_argument("--num-classes", type=int, default=5)
+    bench.add_argument("--kwargs", default="{}", help="JSON of further model options, e.g. '{\"finetune\": \"full\"}'")
+    bench.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    bench.add_argument("--no-amp", action="store_true", help="float32 on CUDA (default: bfloat16 autocast)")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(handler="mernb.bench:main")
 
     book = sub.add_parser("book", help="build the Jupyter Book from the executed notebooks of a plan")
     book.add_argument("plan")
@@ -52,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run":  # --check runs the preflight; --executor reaches the kernels as MERNB_* variables
+        args.handler = "mernb.preflight:main" if args.check else args.handler
+        importlib.import_module("mernb.train.executors").export_env(args)
     module_name, func_name = args.handler.split(":")
     handler = getattr(importlib.import_module(module_name), func_name)
     try:

@@ -348,6 +348,56 @@ def _validate_output(out: Any, fold: Fold, n_test: int, n_classes: int) -> FoldO
     return FoldOutput(pred=pred, scores=scores, extras=out.extras)
 
 
+@dataclass
+class FoldTask:
+    """Everything one fold needs: ``run(fold)`` trains, predicts and writes ``fold_dir/<fold>.json`` atomically.
+
+    The body of ``run_folds``' fold loop, as an object an executor (``mernb.train.executors``) calls here
+    or in a cluster job (then it is pickled with cloudpickle).
+    """
+
+    experiment: Experiment
+    samples: list[Sample]
+    classes: list[str]
+    seed: int
+    fold_dir: Path | None
+    input_digests: Mapping[str, str] | None = None
+
+    def path(self, fold: Fold) -> Path | None:
+        return self.fold_dir / f"{fold.name}.json" if self.fold_dir is not None else None
+
+    def hash(self, fold: Fold) -> str:
+        return fold_hash(self.experiment, self.classes, self.seed, self.samples, fold, self.input_digests)
+
+    def run(self, fold: Fold) -> FoldResult:
+        samples, classes, seed = self.samples, self.classes, self.seed
+        train = [samples[i] for i in fold.train_idx]
+        test = [samples[i] for i in fold.test_idx]
+        test = [dataclasses.replace(s, label=HIDDEN_LABEL) for s in test]  # the runner keeps the truth
+        set_seed(seed)
+        t0 = time.perf_counter()
+        out = self.experiment.fit_predict(train, test, seed=seed, fold=fold)
+        seconds = time.perf_counter() - t0
+        out = _validate_output(out, fold, len(test), len(classes))
+        result = FoldResult(
+            name=fold.name,
+            test_subjects=list(fold.test_subjects),
+            sample_ids=[samples[i].sample_id for i in fold.test_idx],
+            datasets=[samples[i].dataset for i in fold.test_idx],
+            subjects=[samples[i].subject for i in fold.test_idx],
+            y_true=[label_index(samples[i], classes) for i in fold.test_idx],
+            y_pred=out.pred,
+            scores=out.scores,
+            seconds=seconds,
+            hash=self.hash(fold),
+            extras=_jsonable(out.extras),
+        )
+        path = self.path(fold)
+        if path is not None:
+            write_json_atomic(path, result.to_dict())
+        return result
+
+
 def run_folds(
     experiment: Experiment,
     samples: Sequence[Sample],
@@ -384,41 +434,23 @@ def run_folds(
         raise ConfigError(f"experiment {experiment.name!r} has num_classes={n_classes} but the protocol has {len(classes)}")
     fold_dir = Path(out_dir) / "folds" if out_dir is not None else None
 
-    results: list[FoldResult] = []
-    bar = tqdm(folds, desc=experiment.name, unit="fold", disable=not progress)
-    for fold in bar:
-        bar.set_postfix(fold=fold.name)
-        digest = fold_hash(experiment, classes, seed, samples, fold, input_digests)
+    done: dict[str, FoldResult] = {}
+    pending: list[Fold] = []
+    for fold in folds:
         path = fold_dir / f"{fold.name}.json" if fold_dir is not None else None
         if path is not None and path.exists() and not force:
-            stored = _load_fold(path, digest)
+            stored = _load_fold(path, fold_hash(experiment, classes, seed, samples, fold, input_digests))
             if stored is not None:
-                results.append(stored)
+                done[fold.name] = stored
                 continue
-        train = [samples[i] for i in fold.train_idx]
-        test = [samples[i] for i in fold.test_idx]
-        test = [dataclasses.replace(s, label=HIDDEN_LABEL) for s in test]  # the runner keeps the truth
-        set_seed(seed)
-        t0 = time.perf_counter()
-        out = experiment.fit_predict(train, test, seed=seed, fold=fold)
-        seconds = time.perf_counter() - t0
-        out = _validate_output(out, fold, len(test), len(classes))
-        result = FoldResult(
-            name=fold.name,
-            test_subjects=list(fold.test_subjects),
-            sample_ids=[samples[i].sample_id for i in fold.test_idx],
-            datasets=[samples[i].dataset for i in fold.test_idx],
-            subjects=[samples[i].subject for i in fold.test_idx],
-            y_true=[y_true_all[i] for i in fold.test_idx],
-            y_pred=out.pred,
-            scores=out.scores,
-            seconds=seconds,
-            hash=digest,
-            extras=_jsonable(out.extras),
-        )
-        if path is not None:
-            write_json_atomic(path, result.to_dict())
-        results.append(result)
+        pending.append(fold)
+    if pending:  # executor hook: in-process loop by default, SLURM/submitit jobs when MERNB_EXECUTOR says so
+        from mernb.train.executors import fold_executor
+
+        task = FoldTask(experiment, samples, classes, seed, fold_dir, input_digests)
+        for computed in fold_executor().run(task, pending, progress=progress):
+            done[computed.name] = computed
+    results = [done[fold.name] for fold in folds]
 
     predictions = [
         {"sample_id": sid, "dataset": ds, "subject": subj, "fold": r.name, "y_true": t, "y_pred": p,
