@@ -394,3 +394,41 @@ def test_authors_hfm_sizes_vitg_1531():
         tiny(iffa="gcn")
     with pytest.raises(ConfigError, match="stfa"):
         tiny(stfa="conv")
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_gradient_checkpointing_is_real_and_exact(monkeypatch, finetune):
+    # issue 11: forward_from_prefix ignored grad_checkpointing
+    import torch.utils.checkpoint as tuc
+
+    calls: list[int] = []
+    real = tuc.checkpoint
+
+    def counting(function, *args, **kwargs):
+        calls.append(1)
+        return real(function, *args, **kwargs)
+
+    monkeypatch.setattr(tuc, "checkpoint", counting)
+    model = tiny(finetune=finetune).train()
+    if finetune == "lora":
+        perturb(model)
+    x = model.example_input(2)
+
+    def grads():
+        model.zero_grad()
+        model(tokens=model.prefix_features(x)).logsumexp(1).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    assert calls == []
+    model.set_grad_checkpointing(True)
+    checkpointed = grads()
+    trained = 4 - model.prefix_depth
+    assert len(calls) == trained
+    assert plain.keys() == checkpointed.keys()
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], msg=name)
+    model.zero_grad()
+    model(x).logsumexp(1).sum().backward()  # the full path goes through timm's own checkpointing
+    assert len(calls) == trained + 4
+    assert tiny(grad_checkpointing=True).backbone.grad_checkpointing

@@ -185,3 +185,52 @@ def test_prepare_input_from_clip():
         model.prepare_input(clip[:5], fps=50.0)
     with pytest.raises(ValueError, match="Nyquist"):
         model.prepare_input(clip, fps=6.0)
+
+
+def _count_checkpoints(monkeypatch) -> list[int]:
+    import torch.utils.checkpoint as tuc
+
+    calls: list[int] = []
+    real = tuc.checkpoint
+
+    def counting(function, *args, **kwargs):
+        calls.append(1)
+        return real(function, *args, **kwargs)
+
+    monkeypatch.setattr(tuc, "checkpoint", counting)
+    return calls
+
+
+@pytest.mark.parametrize("prompt", ["motion", "vpt_deep"])
+def test_gradient_checkpointing_is_real_and_exact(monkeypatch, prompt):
+    # issue 11: forward_features copied timm's block loop, so set_grad_checkpointing made 0 checkpoint calls
+    calls = _count_checkpoints(monkeypatch)
+    torch.manual_seed(0)
+    model = create_model("mpt_test", prompt=prompt).train()
+    with torch.no_grad():
+        for adapter in model.adapters:
+            for branch in adapter.branches.values():
+                branch.up.weight.normal_(0, 0.1)  # non-zero adapters, so their gradients pass through them
+    inputs = model.example_input(2)
+
+    def grads():
+        model.zero_grad()
+        model(inputs).logsumexp(1).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    assert calls == []
+    model.set_grad_checkpointing(True)
+    assert model.backbone.grad_checkpointing
+    checkpointed = grads()
+    assert len(calls) == len(model.backbone.blocks)
+    assert plain.keys() == checkpointed.keys() and len(plain) > 4
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], msg=name)
+    with torch.no_grad():
+        model(inputs)
+    assert len(calls) == len(model.backbone.blocks)  # no checkpointing without autograd
+    model.set_grad_checkpointing(False)
+    grads()
+    assert len(calls) == len(model.backbone.blocks)
+    assert create_model("mpt_test", grad_checkpointing=True).backbone.grad_checkpointing

@@ -65,6 +65,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from timm.models import checkpoint
 from torch import nn
 
 from mernb.errors import ConfigError
@@ -378,14 +379,23 @@ class HLoRAMER(nn.Module):
                 targets=lora_targets, dropout=lora_dropout,
             )
             self.prefix_depth = first
-        if grad_checkpointing:
-            self.backbone.set_grad_checkpointing(True)
+        self.set_grad_checkpointing(grad_checkpointing)
         self.hfm = HierarchicalFusion(
             self.backbone.num_features, num_frames, num_classes, hfm, neighbours, iffa_dim, stfa_kernel,
             iffa=iffa, stfa=stfa, gat_hidden=gat_hidden,
         )
 
     # --- backbone -------------------------------------------------------------------------------
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """timm's switch (kept on the backbone): in training, recompute each trained block's activations in
+        backward, on the full path (timm's own loop) and from cached prefix tokens alike."""
+        self.backbone.set_grad_checkpointing(enable)
+
+    @property
+    def grad_checkpointing(self) -> bool:
+        """Whether :meth:`set_grad_checkpointing` is on."""
+        return bool(getattr(self.backbone, "grad_checkpointing", False))
+
     def _frames(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[2] != 3:
             raise ValueError(f"expected frames (B, t, 3, H, W), got {tuple(x.shape)}")
@@ -431,8 +441,9 @@ class HLoRAMER(nn.Module):
         """Per-frame features (B, t, d) from prefix tokens (B, t, N, D): last blocks + final norm + class token."""
         b, t = tokens.shape[:2]
         h = tokens.flatten(0, 1)
+        use_checkpoint = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
         for blk in self.backbone.blocks[self.prefix_depth :]:
-            h = blk(h)
+            h = checkpoint(blk, h) if use_checkpoint else blk(h)
         return self._cls(h).reshape(b, t, -1)
 
     # --- full model -----------------------------------------------------------------------------

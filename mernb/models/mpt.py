@@ -75,6 +75,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.models import checkpoint
 from torch import nn
 
 from mernb.errors import ConfigError
@@ -255,6 +256,7 @@ class MPT(nn.Module):
         magnify: Mapping | None = None,
         motion_source: MotionSource = "motion",
         dynamic_image: DynamicImageKind = "rankpool",
+        grad_checkpointing: bool = False,
         **backbone_kwargs,
     ) -> None:
         super().__init__()
@@ -315,6 +317,16 @@ class MPT(nn.Module):
         self.head = nn.Linear(self.backbone.num_features, num_classes)
         self.data_config = backbone_data_config(self.backbone, img_size)
         self._set_trainable()
+        self.set_grad_checkpointing(grad_checkpointing)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """timm's switch (kept on the backbone): in training, recompute each block's activations in backward."""
+        self.backbone.set_grad_checkpointing(enable)
+
+    @property
+    def grad_checkpointing(self) -> bool:
+        """Whether :meth:`set_grad_checkpointing` is on."""
+        return bool(getattr(self.backbone, "grad_checkpointing", False))
 
     def _set_trainable(self) -> None:
         if self.finetune == "full":
@@ -407,17 +419,25 @@ class MPT(nn.Module):
         if first is not None:
             x = torch.cat([x[:, :npre], first.to(x.dtype), x[:, npre:]], dim=1)
         x = bb.norm_pre(x)
-        for i, blk in enumerate(bb.blocks):
+        for i in range(len(bb.blocks)):
             if i > 0:
                 deep = self.prompts(motion, i, x.shape[0])
                 if deep is not None:
                     x = torch.cat([x[:, :npre], deep.to(x.dtype), x[:, npre + k :]], dim=1)
-            x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x))))
-            h = blk.ls2(blk.mlp(blk.norm2(x)))
-            if self.adapters is not None:
-                h = self.adapters[i](h, npre, k)
-            x = x + blk.drop_path2(h)
+            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+                x = checkpoint(self.block, i, x)
+            else:
+                x = self.block(i, x)
         return bb.norm(x)
+
+    def block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Backbone block ``i`` with the group adapter after its feed-forward, before the residual addition."""
+        blk = self.backbone.blocks[i]
+        x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x))))
+        h = blk.ls2(blk.mlp(blk.norm2(x)))
+        if self.adapters is not None:
+            h = self.adapters[i](h, self.num_prefix, self.num_prompts)
+        return x + blk.drop_path2(h)
 
     def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Class-token features (B, D) or logits (B, num_classes)."""
