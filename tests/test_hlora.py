@@ -432,3 +432,28 @@ def test_gradient_checkpointing_is_real_and_exact(monkeypatch, finetune):
     model(x).logsumexp(1).sum().backward()  # the full path goes through timm's own checkpointing
     assert len(calls) == trained + 4
     assert tiny(grad_checkpointing=True).backbone.grad_checkpointing
+
+
+def test_stfa_pools_max_over_time_on_a_spike():
+    # kernel 4 with a single tap at (0, 0), no bias: the conv map is feats[c, t] for c < d-3, t < t-3
+    stfa = STFA(16, 8)
+    with torch.no_grad():
+        stfa.conv.weight.zero_()
+        stfa.conv.weight[0, 0, 0, 0] = 1.0
+        stfa.conv.bias.zero_()
+    feats = torch.zeros(2, 8, 16)
+    feats[0, 2, 5] = 3.0  # sample 0: a spike at frame 2, channel 5
+    feats[1, 4, 7] = -3.0  # sample 1: a negative spike, removed by the ReLU
+    feats[1, 1, 9] = 0.5
+    out = stfa(feats)
+    expected = torch.zeros(2, 13)
+    expected[0, 5] = 3.0  # max over time keeps the spike at full height (a mean would give 3/5)
+    expected[1, 9] = 0.5
+    torch.testing.assert_close(out, expected)
+
+
+def test_hlora_lora_scaling_alpha_over_rank():
+    model = tiny(lora_rank=4, lora_alpha=1.0)  # the paper config's alpha = 1 (loralib default): scaling 1/4
+    layer = model.backbone.blocks[3].attn.qkv.q
+    assert layer.scaling["default"] == pytest.approx(0.25)
+    assert tiny(lora_rank=2, lora_alpha=3.0).backbone.blocks[3].attn.qkv.v.scaling["default"] == pytest.approx(1.5)
