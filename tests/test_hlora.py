@@ -3,6 +3,8 @@ prefix cache equivalence, strict local checkpoints."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import timm
 import torch
@@ -10,7 +12,7 @@ import torch
 from mernb.errors import ConfigError
 from mernb.models import create_model, list_models
 from mernb.models.feature_cache import PrefixCache
-from mernb.models.hlora import IFFA, STFA, HierarchicalFusion, HLoRAMER, neighbour_mask
+from mernb.models.hlora import GATIFFA, IFFA, STFA, GATLayer, HierarchicalFusion, HLoRAMER, neighbour_mask
 from mernb.models.lora import SplitQKV, is_lora_param, lora_layers
 
 TINY_BACKBONE = dict(depth=4, embed_dim=64, num_heads=2, init_values=1.0)
@@ -280,3 +282,178 @@ def test_trainable_state_dict_roundtrip():
         torch.testing.assert_close(other(x), model(x))
     with pytest.raises(ConfigError, match="does not fit"):
         tiny(n_lora_blocks=1).load_trainable(state)
+
+
+def _near_equal_frames(change: float, seed: int = 0, batch: int = 2, t: int = 8, dim: int = 64) -> torch.Tensor:
+    """Frame features F_k = base + ``change`` (relative) frame-to-frame drift: micro-expression-like inputs."""
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.randn(batch, 1, dim, generator=gen)
+    steps = torch.randn(batch, t, dim, generator=gen) * change * base.norm(dim=-1, keepdim=True) / dim**0.5
+    return base + steps.cumsum(1)
+
+
+@pytest.mark.parametrize("iffa", ["paper", "gat"])
+def test_hfm_runs_in_fp32_under_bf16_autocast(iffa):
+    # issue 7: e'_ij = W(F_i - F_j) of near-equal frames loses ~14 % in bf16 at a 1 % change
+    torch.manual_seed(0)
+    hfm = HierarchicalFusion(64, 8, 5, mode="full", iffa=iffa).eval()
+    feats = _near_equal_frames(0.01)
+    with torch.no_grad():
+        reference = hfm(feats)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = hfm(feats)
+            mixed_from_bf16 = hfm(feats.bfloat16())  # a bf16 backbone's output is cast up, not rounded further
+    assert mixed.dtype == torch.float32
+    rel = (mixed - reference).norm() / reference.norm()
+    assert rel < 1e-3, f"HFM under bf16 autocast differs from fp32 by {float(rel):.2e} (relative)"
+    torch.testing.assert_close(mixed_from_bf16, hfm(feats.bfloat16().float()))
+
+
+def test_backbone_stays_bf16_under_autocast():
+    model = tiny()
+    seen = {}
+
+    def record(module, inputs, output):
+        seen["dtype"] = output.dtype
+
+    model.backbone.blocks[-1].mlp.fc1.register_forward_hook(record)  # the matmuls run in bf16
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(model.example_input(1))
+    assert seen["dtype"] == torch.bfloat16
+    assert logits.dtype == torch.float32
+
+
+def test_gat_layer_attention_on_three_node_chain_by_hand():
+    # W = I, a_1 = (1, 0), a_2 = (0, -1): e_ij = LeakyReLU_0.01(h_i[0] - h_j[1]); chain 0-1-2 (self included)
+    layer = GATLayer(2, 2, slope=0.01, dropout=0.1, concat=True).eval()
+    with torch.no_grad():
+        layer.W.copy_(torch.eye(2))
+        layer.a.copy_(torch.tensor([[1.0], [0.0], [0.0], [-1.0]]))
+    h = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [2.0, 3.0]]])
+    out = layer(h, neighbour_mask(3, "chain"))
+    # e (rows i, columns j): h_i[0] - h_j[1] = [[1, 0, -2], [0, -1, -3], [2, 1, -1]], negatives times 0.01
+    e = [[1.0, 0.0, None], [0.0, -0.01, -0.03], [None, 1.0, -0.01]]
+    expected_attn = torch.zeros(3, 3)
+    for i, row in enumerate(e):
+        z = sum(math.exp(v) for v in row if v is not None)
+        for j, v in enumerate(row):
+            if v is not None:
+                expected_attn[i, j] = math.exp(v) / z
+    torch.testing.assert_close(layer.last_attention[0], expected_attn)
+    assert expected_attn[0, 0] == pytest.approx(math.e / (math.e + 1))
+    expected = torch.nn.functional.elu(expected_attn @ h[0])  # W = I: Wh = h
+    torch.testing.assert_close(out[0], expected)
+    raw = GATLayer(2, 2, concat=False).eval()
+    raw.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(raw(h, neighbour_mask(3, "chain"))[0], expected_attn @ h[0])
+
+
+def test_gat_iffa_composition_and_pooling():
+    torch.manual_seed(0)
+    gat = GATIFFA(12, 4, hidden=5, heads=3).eval()
+    assert gat.mask.tolist() == neighbour_mask(4, "chain").tolist()
+    feats = torch.randn(2, 4, 12)
+    hidden = torch.cat([head(feats, gat.mask) for head in gat.heads], dim=-1)  # 3 heads, ELU, concatenated
+    assert hidden.shape == (2, 4, 15)
+    nodes = torch.log_softmax(torch.nn.functional.elu(gat.out_layer(hidden, gat.mask)), dim=-1)
+    torch.testing.assert_close(gat.node_features(feats), nodes)
+    torch.testing.assert_close(nodes.exp().sum(-1), torch.ones(2, 4))  # log-softmax over channels
+    # max over windows of 5 channels (stride 2) and all 4 frames: (12 - 5) // 2 + 1 = 4 features
+    expected = torch.stack([nodes[:, :, 2 * c : 2 * c + 5].amax(dim=(1, 2)) for c in range(4)], dim=1)
+    torch.testing.assert_close(gat(feats), expected)
+    assert gat.out_dim == 4
+
+
+def test_stfa_code_pooling_by_hand():
+    stfa = STFA(12, 8, pooling="code")
+    with torch.no_grad():
+        stfa.conv.bias.fill_(-100.0)  # every response negative: the authors' STFA has no ReLU
+    feats = torch.randn(2, 8, 12)
+    conv = stfa.conv(feats.transpose(1, 2).unsqueeze(1))[:, 0]  # (2, 9, 5), no ReLU
+    expected = torch.stack([conv[:, 2 * c : 2 * c + 5].amax(dim=(1, 2)) for c in range(3)], dim=1)
+    torch.testing.assert_close(stfa(feats), expected)
+    assert stfa.out_dim == 3 and (expected < 0).all()
+
+
+def test_authors_hfm_sizes_vitg_1531():
+    with torch.device("meta"):
+        hfm = HierarchicalFusion(1536, 8, 3, iffa="gat", stfa="code")
+    assert hfm.iffa.out_dim == 766 and hfm.stfa.out_dim == 765
+    assert hfm.classifier.in_features == 1531
+    assert hfm.iffa.hidden == 1000 and len(hfm.iffa.heads) == 3
+    assert hfm.iffa.out_layer.W.shape == (3000, 1536)
+    tiny_model = tiny(iffa="gat", stfa="code")
+    assert tiny_model.config["neighbours"] == "chain" and tiny_model.hfm.iffa.hidden == 42
+    assert tiny_model.hfm.classifier.in_features == (64 - 5) // 2 + 1 + (64 - 4 + 1 - 5) // 2 + 1
+    logits, attn = tiny_model(tiny_model.example_input(2), return_attention=True)
+    assert logits.shape == (2, 5) and attn.shape == (2, 8, 8)
+    assert (attn[:, 0, 2:] == 0).all()
+    with pytest.raises(ConfigError, match="fixed graph"):
+        tiny(iffa="gat", neighbours="learned")
+    with pytest.raises(ConfigError, match="iffa"):
+        tiny(iffa="gcn")
+    with pytest.raises(ConfigError, match="stfa"):
+        tiny(stfa="conv")
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_gradient_checkpointing_is_real_and_exact(monkeypatch, finetune):
+    # issue 11: forward_from_prefix ignored grad_checkpointing
+    import torch.utils.checkpoint as tuc
+
+    calls: list[int] = []
+    real = tuc.checkpoint
+
+    def counting(function, *args, **kwargs):
+        calls.append(1)
+        return real(function, *args, **kwargs)
+
+    monkeypatch.setattr(tuc, "checkpoint", counting)
+    model = tiny(finetune=finetune).train()
+    if finetune == "lora":
+        perturb(model)
+    x = model.example_input(2)
+
+    def grads():
+        model.zero_grad()
+        model(tokens=model.prefix_features(x)).logsumexp(1).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    assert calls == []
+    model.set_grad_checkpointing(True)
+    checkpointed = grads()
+    trained = 4 - model.prefix_depth
+    assert len(calls) == trained
+    assert plain.keys() == checkpointed.keys()
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], msg=name)
+    model.zero_grad()
+    model(x).logsumexp(1).sum().backward()  # the full path goes through timm's own checkpointing
+    assert len(calls) == trained + 4
+    assert tiny(grad_checkpointing=True).backbone.grad_checkpointing
+
+
+def test_stfa_pools_max_over_time_on_a_spike():
+    # kernel 4 with a single tap at (0, 0), no bias: the conv map is feats[c, t] for c < d-3, t < t-3
+    stfa = STFA(16, 8)
+    with torch.no_grad():
+        stfa.conv.weight.zero_()
+        stfa.conv.weight[0, 0, 0, 0] = 1.0
+        stfa.conv.bias.zero_()
+    feats = torch.zeros(2, 8, 16)
+    feats[0, 2, 5] = 3.0  # sample 0: a spike at frame 2, channel 5
+    feats[1, 4, 7] = -3.0  # sample 1: a negative spike, removed by the ReLU
+    feats[1, 1, 9] = 0.5
+    out = stfa(feats)
+    expected = torch.zeros(2, 13)
+    expected[0, 5] = 3.0  # max over time keeps the spike at full height (a mean would give 3/5)
+    expected[1, 9] = 0.5
+    torch.testing.assert_close(out, expected)
+
+
+def test_hlora_lora_scaling_alpha_over_rank():
+    model = tiny(lora_rank=4, lora_alpha=1.0)  # the paper config's alpha = 1 (loralib default): scaling 1/4
+    layer = model.backbone.blocks[3].attn.qkv.q
+    assert layer.scaling["default"] == pytest.approx(0.25)
+    assert tiny(lora_rank=2, lora_alpha=3.0).backbone.blocks[3].attn.qkv.v.scaling["default"] == pytest.approx(1.5)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import timm
 import torch
@@ -116,3 +121,40 @@ def test_split_qkv_idempotent():
     first = model.blocks[0].attn.qkv
     split_qkv(model.blocks[:1])
     assert model.blocks[0].attn.qkv is first
+
+
+@pytest.mark.parametrize("rank, alpha", [(4, 2.0), (2, 8.0)])
+def test_lora_scaling_is_alpha_over_rank(rank, alpha):
+    model = tiny_vit()
+    qkv = model.blocks[3].attn.qkv
+    w, b = qkv.weight.detach().clone(), qkv.bias.detach().clone()
+    apply_lora(model, [3], rank=rank, alpha=alpha)
+    perturb_lora(model)
+    split = model.blocks[3].attn.qkv
+    a_q, b_q = split.q.lora_A["default"].weight, split.q.lora_B["default"].weight
+    a_v, b_v = split.v.lora_A["default"].weight, split.v.lora_B["default"].weight
+    x = torch.randn(2, 5, 64)
+    with torch.no_grad():
+        out = split(x)
+        base = x @ w.T + b
+        scale = alpha / rank  # peft's scaling; HLoRA's hlora_test uses alpha = r, the paper config alpha = 1
+        torch.testing.assert_close(out[..., :64], base[..., :64] + scale * x @ a_q.T @ b_q.T)
+        torch.testing.assert_close(out[..., 64:128], base[..., 64:128])  # k not adapted
+        torch.testing.assert_close(out[..., 128:], base[..., 128:] + scale * x @ a_v.T @ b_v.T)
+
+
+def test_peft_imported_only_where_lora_is_built():
+    # issue 12: peft (+ transformers, ~5 s) is not imported by the registry, MPT or the ViTs
+    code = (
+        "import sys\n"
+        "from mernb.models import create_model, list_models\n"
+        "list_models(); create_model('mpt_test'); create_model('vit_test')\n"
+        "assert 'peft' not in sys.modules and 'transformers' not in sys.modules, 'imported without LoRA'\n"
+        "create_model('hlora_test', n_lora_blocks=0)\n"
+        "assert 'peft' not in sys.modules, 'no LoRA blocks, no peft'\n"
+        "create_model('hlora_test')\n"
+        "assert 'peft' in sys.modules\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]

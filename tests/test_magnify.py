@@ -167,3 +167,87 @@ def test_invalid_frames_raise():
         motion_sequence(torch.zeros(8, 3, 16, 16, dtype=torch.uint8), 30)
     with pytest.raises(ValueError):
         motion_sequence(torch.rand(3, 16, 16), 30)
+
+
+def _first_order_lowpass_response(fc: float, f: float, fs: float) -> complex:
+    """Bilinear-transform first-order Butterworth low-pass (pre-warped), by hand:
+    H(z) = K (1 + z^-1) / ((K + 1) + (K - 1) z^-1), K = tan(pi fc / fs), at z = exp(j 2 pi f / fs)."""
+    k = math.tan(math.pi * fc / fs)
+    zi = complex(math.cos(2 * math.pi * f / fs), -math.sin(2 * math.pi * f / fs))  # z^-1
+    return k * (1 + zi) / ((k + 1) + (k - 1) * zi)
+
+
+def _steady_gain_and_phase(x: torch.Tensor, y: torch.Tensor, freq: float) -> tuple[float, float]:
+    """Amplitude ratio and phase of y vs x (sinusoids at ``freq``) over the second half of the clip.
+
+    A least-squares fit s(t) = a sin(wt) + b cos(wt) + c gives the phasor a + jb = A exp(j phi) of A sin(wt + phi).
+    """
+    n = x.shape[0]
+    t = torch.arange(n, dtype=torch.float64)[n // 2 :] / FPS
+    w = 2 * math.pi * freq
+    basis = torch.stack([torch.sin(w * t), torch.cos(w * t), torch.ones_like(t)], 1)
+
+    def phasor(s: torch.Tensor) -> complex:
+        coef = torch.linalg.lstsq(basis, s.flatten(1).mean(1)[n // 2 :, None]).solution[:, 0]
+        return complex(float(coef[0]), float(coef[1]))
+
+    ratio = phasor(y) / phasor(x)
+    return abs(ratio), math.atan2(ratio.imag, ratio.real)
+
+
+@pytest.mark.parametrize("freq", [1.0, 2.0, 3.0])
+def test_mit_filter_sign_and_in_band_gain_by_hand(freq):
+    # MIT filter = LP(high) - LP(low): in band it passes the oscillation with a positive sign (small phase);
+    # LP(low) - LP(high) would flip it (phase ~ pi). Gain and phase from the hand-written transfer function.
+    clip = _intensity_clip(freq, n=300)
+    motion = motion_sequence(clip, FPS, alpha=1.0, low=0.4, high=4.0, filter="mit")
+    gain, phase = _steady_gain_and_phase(clip, motion, freq)
+    h = _first_order_lowpass_response(4.0, freq, FPS) - _first_order_lowpass_response(0.4, freq, FPS)
+    assert gain == pytest.approx(abs(h), rel=0.01)
+    assert phase == pytest.approx(math.atan2(h.imag, h.real), abs=0.02)
+    assert abs(phase) < math.pi / 2 and 0.5 < gain < 1.0  # in band: same sign, gain below 1 (MIT's, not Butterworth's)
+    # alpha scales it: the motion of alpha = 20 is 20 x that of alpha = 1
+    torch.testing.assert_close(motion_sequence(clip, FPS, alpha=20.0, filter="mit"), 20 * motion)
+
+
+def _matlab_level_alphas(n_levels: int, height: int, width: int, alpha: float, lambda_c: float) -> list[float]:
+    """amplify_spatial_lpyr_temporal_butter.m's loop, transcribed (level 1 = finest, nLevels = coarsest)."""
+    gains = [None] * (n_levels + 1)
+    lam = (height**2 + width**2) ** 0.5 / 3  # 3 is experimental constant
+    delta = lambda_c / 8 / (1 + alpha)
+    exaggeration_factor = 2
+    for level in range(n_levels, 0, -1):
+        curr_alpha = (lam / delta / 8 - 1) * exaggeration_factor
+        if level == n_levels or level == 1:  # ignore the highest and lowest frequency band
+            gains[level] = 0.0
+        elif curr_alpha > alpha:  # representative lambda exceeds lambda_c
+            gains[level] = alpha
+        else:
+            gains[level] = curr_alpha
+        lam = lam / 2
+    return gains[1:]
+
+
+def test_level_alphas_follow_the_matlab_loop():
+    # 64 x 64, alpha 20, lambda_c 16, 4 levels, by hand: lambda_4 = sqrt(2) 64 / 3 = 30.17, delta = 16/8/21
+    # level 3: 2 (15.085 / 0.09524 / 8 - 1) = 37.60 -> capped at 20; level 2: 2 (7.542 / 0.09524 / 8 - 1) = 17.80
+    got = level_alphas(4, 64, 64, 20.0, 16.0)
+    assert got == pytest.approx([0.0, 17.799, 20.0, 0.0], abs=1e-3)
+    for args in [(5, 224, 224, 20.0, 16.0), (6, 480, 640, 50.0, 80.0), (4, 112, 96, 10.0, 1000.0), (3, 32, 32, 5.0, 1.0)]:
+        assert level_alphas(*args) == pytest.approx(_matlab_level_alphas(*args))
+    # small lambda_c amplifies fine levels more; a huge one attenuates (or with curr_alpha < 0 inverts) them
+    assert level_alphas(5, 224, 224, 20.0, 1000.0)[1] < level_alphas(5, 224, 224, 20.0, 16.0)[1]
+
+
+def test_lambda_c_gains_applied_to_their_levels():
+    # the per-level gains multiply the band-passed levels finest-first, then the pyramid is collapsed
+    torch.manual_seed(0)
+    clip = torch.rand(1, 12, 3, 32, 32, dtype=torch.float64) * 0.1 + 0.5
+    gains = level_alphas(4, 32, 32, 20.0, 8.0)
+    assert len(set(gains)) > 2
+    b, a = filter_coefficients(FPS, 0.4, 4.0)
+    pyramid = laplacian_pyramid(clip.reshape(12, 3, 32, 32), 4)
+    bands = [temporal_filter(level.view(1, 12, *level.shape[1:]), b, a, dim=1).reshape_as(level) * g
+             for level, g in zip(pyramid, gains, strict=True)]
+    expected = reconstruct_pyramid(bands).view(1, 12, 3, 32, 32)
+    torch.testing.assert_close(motion_sequence(clip, FPS, lambda_c=8.0, levels=4), expected)

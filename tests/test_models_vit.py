@@ -9,6 +9,7 @@ import torch
 from mernb.errors import ConfigError
 from mernb.models import create_model, list_models
 from mernb.models.vit import dynamic_image_input
+from mernb.motion.rankpool import rank_pool_weights
 
 
 def _trainable(model: torch.nn.Module) -> int:
@@ -90,3 +91,38 @@ def test_dynamic_image_input_uint8_and_float():
     assert model.prepare_input(clip).shape == (3, 112, 112)
     with pytest.raises(ValueError):
         dynamic_image_input(np.zeros((8, 40, 48), dtype=np.uint8))
+
+
+def test_dynamic_image_input_normalisation_values():
+    # (x - mean) / std per channel on the per-channel min-max rescaled dynamic image: each channel's
+    # minimum is exactly (0 - mean_c) / std_c and its maximum (1 - mean_c) / std_c (no resize)
+    frames = torch.rand(8, 3, 20, 24, generator=torch.Generator().manual_seed(0))
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    x = dynamic_image_input(frames, mean=mean, std=std)
+    for c in range(3):
+        assert float(x[c].min()) == pytest.approx(-mean[c] / std[c], abs=1e-6)
+        assert float(x[c].max()) == pytest.approx((1 - mean[c]) / std[c], abs=1e-6)
+    w = rank_pool_weights(8, dtype=torch.float32)
+    di = torch.einsum("t,tchw->chw", w, frames)
+    lo, hi = di.amin(dim=(1, 2), keepdim=True), di.amax(dim=(1, 2), keepdim=True)
+    expected = ((di - lo) / (hi - lo) - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    torch.testing.assert_close(x, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("config", ["vit_test", "mpt_test"])
+def test_dynamic_image_option_selects_the_weights(config):
+    clip = np.random.default_rng(1).integers(0, 256, size=(8, 40, 48, 3), dtype=np.uint8)
+    default, port = create_model(config), create_model(config, dynamic_image="rankpool_port")
+    assert (default.dynamic_image, port.dynamic_image) == ("rankpool", "rankpool_port")
+
+    def image(model):
+        out = model.prepare_input(clip, 50.0) if config == "mpt_test" else model.prepare_input(clip)
+        return out["image"] if isinstance(out, dict) else out
+
+    cfg = default.data_config
+    for model, method in ((default, "rankpool"), (port, "rankpool_port")):
+        expected = dynamic_image_input(clip, mean=cfg["mean"], std=cfg["std"], img_size=112, method=method)
+        torch.testing.assert_close(image(model), expected)
+    assert not torch.allclose(image(default), image(port))
+    with pytest.raises(ConfigError, match="dynamic_image"):
+        create_model(config, dynamic_image="mean")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -185,3 +186,140 @@ def test_prepare_input_from_clip():
         model.prepare_input(clip[:5], fps=50.0)
     with pytest.raises(ValueError, match="Nyquist"):
         model.prepare_input(clip, fps=6.0)
+
+
+def _count_checkpoints(monkeypatch) -> list[int]:
+    import torch.utils.checkpoint as tuc
+
+    calls: list[int] = []
+    real = tuc.checkpoint
+
+    def counting(function, *args, **kwargs):
+        calls.append(1)
+        return real(function, *args, **kwargs)
+
+    monkeypatch.setattr(tuc, "checkpoint", counting)
+    return calls
+
+
+@pytest.mark.parametrize("prompt", ["motion", "vpt_deep"])
+def test_gradient_checkpointing_is_real_and_exact(monkeypatch, prompt):
+    # issue 11: forward_features copied timm's block loop, so set_grad_checkpointing made 0 checkpoint calls
+    calls = _count_checkpoints(monkeypatch)
+    torch.manual_seed(0)
+    model = create_model("mpt_test", prompt=prompt).train()
+    with torch.no_grad():
+        for adapter in model.adapters:
+            for branch in adapter.branches.values():
+                branch.up.weight.normal_(0, 0.1)  # non-zero adapters, so their gradients pass through them
+    inputs = model.example_input(2)
+
+    def grads():
+        model.zero_grad()
+        model(inputs).logsumexp(1).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    assert calls == []
+    model.set_grad_checkpointing(True)
+    assert model.backbone.grad_checkpointing
+    checkpointed = grads()
+    assert len(calls) == len(model.backbone.blocks)
+    assert plain.keys() == checkpointed.keys() and len(plain) > 4
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], msg=name)
+    with torch.no_grad():
+        model(inputs)
+    assert len(calls) == len(model.backbone.blocks)  # no checkpointing without autograd
+    model.set_grad_checkpointing(False)
+    grads()
+    assert len(calls) == len(model.backbone.blocks)
+    assert create_model("mpt_test", grad_checkpointing=True).backbone.grad_checkpointing
+
+
+def _block_inputs(model, inputs) -> list[torch.Tensor]:
+    """The token sequence entering each block (the input of its first norm)."""
+    seen: list[torch.Tensor] = []
+    hooks = [blk.norm1.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
+             for blk in model.backbone.blocks]
+    with torch.no_grad():
+        model(inputs)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def test_prompt_tokens_sit_between_class_token_and_patches():
+    torch.manual_seed(0)
+    model = create_model("mpt_test", img_size=64).eval()
+    inputs = model.example_input(2)
+    bb = model.backbone
+    tokens = _block_inputs(model, inputs)[0]
+    k = model.num_prompts
+    assert tokens.shape == (2, 1 + k + 16, 64)
+    with torch.no_grad():
+        cls = bb.cls_token[0, 0] + bb.pos_embed[0, 0]  # the class token with its position embedding
+        patches = bb.patch_embed(inputs["image"]) + bb.pos_embed[:, 1:]
+        prompts = model.prompt_generator(inputs["motion"])  # no position embedding on prompts
+    torch.testing.assert_close(tokens[:, 0], cls.expand(2, -1))
+    torch.testing.assert_close(tokens[:, 1 : 1 + k], prompts)
+    torch.testing.assert_close(tokens[:, 1 + k :], patches)
+
+
+def test_vpt_deep_prompts_replaced_at_every_layer():
+    torch.manual_seed(0)
+    model = create_model("mpt_test", img_size=64, prompt="vpt_deep", num_prompts=3).eval()
+    per_block = _block_inputs(model, model.example_input(2))
+    for layer, tokens in enumerate(per_block):
+        torch.testing.assert_close(tokens[:, 1:4], model.vpt.tokens[layer].detach().expand(2, -1, -1))
+    shallow = create_model("mpt_test", img_size=64, prompt="vpt_shallow", num_prompts=3).eval()
+    second = _block_inputs(shallow, shallow.example_input(2))[1]
+    assert not torch.allclose(second[:, 1:4], shallow.vpt.tokens[0].detach().expand(2, -1, -1))  # carried on
+
+
+@pytest.mark.parametrize("prompt", ["motion", "none"])
+def test_group_adapter_routes_each_token_group_to_its_branch(prompt):
+    torch.manual_seed(0)
+    adapter = create_model("mpt_test", prompt=prompt).adapters[0]
+    for branch in adapter.branches.values():
+        torch.nn.init.normal_(branch.up.weight, std=0.5)  # distinct, non-identity branches
+    npre, k = 1, (5 if prompt == "motion" else 0)
+    x = torch.randn(2, npre + k + 9, 64)
+    out = adapter(x, npre, k)
+    with torch.no_grad():
+        torch.testing.assert_close(out[:, :npre], adapter.branches["cls"](x[:, :npre]))
+        torch.testing.assert_close(out[:, npre + k :], adapter.branches["visual"](x[:, npre + k :]))
+        if k:
+            torch.testing.assert_close(out[:, npre : npre + k], adapter.branches["prompt"](x[:, npre : npre + k]))
+        # each branch acts per token: the visual branch on one patch alone gives the same result
+        torch.testing.assert_close(out[:, -1:], adapter.branches["visual"](x[:, -1:]))
+
+
+def test_static_motion_gives_identical_prompts():
+    # Gaussian weights normalised over time: every prompt is proj(sum_t w_k(t) e) = proj(e) for a static sequence
+    torch.manual_seed(0)
+    gen = MotionPromptGenerator(32, num_prompts=5, num_frames=16, motion_dim=8).eval()
+    with torch.no_grad():
+        gen.mean.weight.normal_(0, 1.0)  # data-dependent, clearly different kernels
+        gen.var.weight.normal_(0, 1.0)
+        frame = torch.randn(2, 1, 3, 32, 32)
+        static = frame.expand(2, 16, 3, 32, 32)
+        prompts = gen(static)
+        _, mean, var = gen.kernels(static)
+        expected = gen.proj(gen.pool(gen.embed(frame[:, 0])).flatten(1))
+    assert mean[0].std() > 0.01 and var[0].std() > 0  # the kernels differ...
+    torch.testing.assert_close(prompts, expected.unsqueeze(1).expand(2, 5, 32))  # ...the prompts do not
+
+
+def test_gaussian_weights_by_hand():
+    # prompt k = proj(sum_t w_k(t) e_t), w_k(t) = N(t/(T-1); mu_k, var_k) / sum_t N(...)
+    torch.manual_seed(0)
+    gen = MotionPromptGenerator(4, num_prompts=2, num_frames=4, motion_dim=3, motion_patch=8).eval()
+    motion = torch.randn(1, 4, 3, 8, 8)
+    with torch.no_grad():
+        feats, mean, var = gen.kernels(motion)
+        out = gen(motion)
+        for k in range(2):
+            g = [math.exp(-((t / 3) - float(mean[0, k])) ** 2 / (2 * float(var[0, k]))) for t in range(4)]
+            w = torch.tensor([v / sum(g) for v in g])
+            torch.testing.assert_close(out[0, k], gen.proj(w @ feats[0]))

@@ -10,7 +10,8 @@ over the d x t feature map, ReLU, pooling, eq. 12), concatenated into a linear c
 Named configs: ``hlora_vitg14`` (paper), ``hlora_vitg14_reg`` (DINOv2 with 4 registers, the checkpoint
 the authors' README links) and ``hlora_test`` (tiny random DINOv2-style ViT for CPU). Ablations are
 overrides: ``hfm="iffa"`` (w/o STFA), ``"stfa"`` (w/o IFFA), ``"none"`` (w/o HFM: linear on the mean
-frame feature), ``finetune="full"`` (Table 8), ``n_lora_blocks=0..4`` (Fig. 3).
+frame feature), ``finetune="full"`` (Table 8), ``n_lora_blocks=0..4`` (Fig. 3); ``iffa="gat"`` and
+``stfa="code"`` swap in the authors' operators (below).
 
 Speed by design: the blocks below the LoRA blocks are frozen, so their output (the token sequence
 entering block ``depth - N_l``) is the same in every epoch and fold. :meth:`HLoRAMER.prefix_features`
@@ -34,6 +35,23 @@ Choices (where the paper is silent or the authors' code differs; methods.md §1)
   Dropout 0, B zero-initialised, qkv biases frozen: 196,608 LoRA parameters for ViT-g, r=16, N_l=2.
 * Model selection: none here; the LOSO runner trains a fixed schedule (the authors' code picks the
   best epoch on the test subject, which we do not copy).
+* Precision: the HFM always runs in float32 with autocast off (:mod:`mernb.models._precision`); the
+  backbone may run in bf16. IFFA's ``F_i - F_j`` of near-equal frames loses ~14 % in bf16 at a 1 %
+  frame-to-frame change (issue 7).
+
+The authors' operator (``iffa="gat"``, ``stfa="code"``; github CYF-cuber/HLoRA_MER_dinov2,
+``dinov2_mer.py`` + ``GraphAttention/``), for measuring what the paper's equations vs their code are worth:
+
+* IFFA = a standard GAT (Velickovic et al.), two layers, no edge features ``F_i - F_j``. Layer 1: three
+  heads, each ``h_i = ELU(sum_j a_ij W h_j)`` with ``a_ij = softmax_{j in N_i} LeakyReLU_{0.01}(a_1 . W h_i
+  + a_2 . W h_j)`` (W: d -> hidden, 1000 for d = 1536; here ``gat_hidden``, default round(d * 1000/1536)),
+  heads concatenated. Layer 2: one head, 3*hidden -> d, then ELU and a log-softmax over the d channels.
+  Neighbours: the fixed chain (self, t-1, t+1). Dropout 0.1 on the input, the hidden features and the
+  attention (training only). Then a max-pool over (5 channels x all t frames), stride 2 over channels:
+  ``(d - 5) // 2 + 1`` features (766 for d = 1536). ``last_attention`` is the layer-2 attention.
+* STFA (``stfa="code"``): the same t/2 x t/2 Conv2d without ReLU, then a max-pool over (5 channels x all
+  remaining t - k + 1 columns), stride 2 over channels: ``(d - k + 1 - 5) // 2 + 1`` features (765).
+* Together: ``Linear(766 + 765 = 1531, C)`` for ViT-g, t = 8, exactly as in their code.
 
 Used by the notebooks under ``notebooks/hlora/`` (Tables 3-9, Figs. 3-5).
 """
@@ -47,15 +65,17 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from timm.models import checkpoint
 from torch import nn
 
 from mernb.errors import ConfigError
+from mernb.models._precision import fp32_forward
 from mernb.models.backbones import create_backbone, resolve_weights
 from mernb.models.lora import apply_lora, is_lora_param, merge_lora
 from mernb.models.registry import register_model
 
 __all__ = [
-    "HLoRAMER", "IFFA", "STFA", "HierarchicalFusion", "PAPER_SETTINGS", "CODE_SETTINGS", "merge_lora",
+    "HLoRAMER", "IFFA", "GATLayer", "GATIFFA", "STFA", "HierarchicalFusion", "PAPER_SETTINGS", "CODE_SETTINGS", "merge_lora",
     "DINOV2_G14", "DINOV2_G14_REG",
 ]
 
@@ -74,6 +94,11 @@ CODE_SETTINGS: dict[str, Any] = dict(weight_decay=1e-3, steps_per_fold=600, lora
 
 HFM = Literal["full", "iffa", "stfa", "none"]
 Neighbours = Literal["learned", "chain", "all"]
+IFFAKind = Literal["paper", "gat"]
+STFAKind = Literal["paper", "code"]
+# the authors' GAT hidden width (1000) for the ViT-g width (1536); scaled by d for other backbones
+GAT_HIDDEN_RATIO = 1000 / 1536
+CODE_POOL = 5  # channel window of the authors' max-pooling (stride 2)
 Finetune = Literal["lora", "full", "frozen"]
 
 
@@ -120,32 +145,116 @@ class IFFA(nn.Module):
         return out.amax(dim=1)
 
 
+class GATLayer(nn.Module):
+    """One graph-attention layer (Velickovic et al. 2018), as in the authors' ``GraphAttentionLayer``.
+
+    ``Wh = h W``; ``e_ij = LeakyReLU(a_1 . Wh_i + a_2 . Wh_j)`` for j in the neighbours of i (``mask``);
+    ``a_ij = softmax_j e_ij`` (dropout in training); output ``sum_j a_ij Wh_j`` (ELU when ``concat``).
+    Input (B, t, in_dim), output (B, t, out_dim); ``last_attention`` (B, t, t).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, *, slope: float = 0.01, dropout: float = 0.1, concat: bool = True):
+        super().__init__()
+        self.W = nn.Parameter(torch.empty(in_dim, out_dim))
+        self.a = nn.Parameter(torch.empty(2 * out_dim, 1))
+        self.slope, self.dropout, self.concat, self.out_dim = slope, dropout, concat, out_dim
+        if not self.W.is_meta:
+            nn.init.xavier_uniform_(self.W, gain=1.414)
+            nn.init.xavier_uniform_(self.a, gain=1.414)
+        self.last_attention: torch.Tensor | None = None
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        wh = h @ self.W
+        src, dst = wh @ self.a[: self.out_dim], wh @ self.a[self.out_dim :]  # (B, t, 1) each
+        e = F.leaky_relu(src + dst.transpose(1, 2), self.slope)
+        attn = e.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        self.last_attention = attn.detach()
+        out = F.dropout(attn, self.dropout, self.training) @ wh
+        return F.elu(out) if self.concat else out
+
+
+class GATIFFA(nn.Module):
+    """The authors' IFFA (``iffa="gat"``; module docstring): 2-layer GAT over a fixed frame graph, then
+    a max-pool over (5 channels x t frames), stride 2 over channels. Input (B, t, d), output (B, (d'-5)//2+1)."""
+
+    def __init__(
+        self, dim: int, num_frames: int, out_dim: int | None = None, neighbours: Neighbours = "chain",
+        hidden: int | None = None, heads: int = 3, dropout: float = 0.1, slope: float = 0.01,
+    ):
+        super().__init__()
+        if neighbours == "learned":
+            raise ConfigError("iffa='gat' uses a fixed graph: neighbours must be 'chain' (authors) or 'all'")
+        self.num_frames = num_frames
+        self.hidden = hidden or max(1, round(dim * GAT_HIDDEN_RATIO))
+        self.gat_dim = out_dim or dim
+        if self.gat_dim < CODE_POOL:
+            raise ConfigError(f"iffa='gat' pools {CODE_POOL} channels: the GAT width {self.gat_dim} is too small")
+        self.dropout = dropout
+        self.heads = nn.ModuleList(
+            GATLayer(dim, self.hidden, slope=slope, dropout=dropout, concat=True) for _ in range(heads)
+        )
+        self.out_layer = GATLayer(heads * self.hidden, self.gat_dim, slope=slope, dropout=dropout, concat=False)
+        self.register_buffer("mask", neighbour_mask(num_frames, neighbours), persistent=False)
+        self.out_dim = (self.gat_dim - CODE_POOL) // 2 + 1
+
+    @property
+    def last_attention(self) -> torch.Tensor | None:
+        """Layer-2 attention (B, t, t) of the last forward (Fig. 5)."""
+        return self.out_layer.last_attention
+
+    def node_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """The GAT output per frame before pooling: (B, t, d'), log-softmax over channels."""
+        if feats.shape[1] != self.num_frames:
+            raise ValueError(f"IFFA was built for t={self.num_frames} frames, got {feats.shape[1]}")
+        x = F.dropout(feats, self.dropout, self.training)
+        x = torch.cat([head(x, self.mask) for head in self.heads], dim=-1)
+        x = F.dropout(x, self.dropout, self.training)
+        return F.log_softmax(F.elu(self.out_layer(x, self.mask)), dim=-1)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        x = self.node_features(feats).transpose(1, 2).unsqueeze(1)  # (B, 1, d', t)
+        return F.max_pool2d(x, (CODE_POOL, self.num_frames), stride=(2, 1)).flatten(1)
+
+
 class STFA(nn.Module):
     """Spatio-temporal feature aggregator (eq. 12): Conv2d over the d x t map, ReLU, max over time.
 
     The filter is ``kernel`` x ``kernel`` (t/2 by default). Input (B, t, d), output (B, channels*(d-k+1)).
+    ``pooling="code"`` (the authors' code): no ReLU, max-pool over (5 channels x all t-k+1 columns) with
+    stride 2 over channels, output (B, channels*((d-k+1-5)//2+1)).
     """
 
-    def __init__(self, dim: int, num_frames: int, kernel: int | None = None, channels: int = 1):
+    def __init__(
+        self, dim: int, num_frames: int, kernel: int | None = None, channels: int = 1, pooling: STFAKind = "paper"
+    ):
         super().__init__()
+        if pooling not in ("paper", "code"):
+            raise ConfigError(f"stfa must be 'paper' or 'code', got {pooling!r}")
         k = kernel or max(1, num_frames // 2)
         if k > min(dim, num_frames):
             raise ConfigError(f"STFA kernel {k} larger than the d x t = {dim} x {num_frames} feature map")
         self.kernel = k
+        self.pooling = pooling
         self.conv = nn.Conv2d(1, channels, (k, k))
-        self.out_dim = channels * (dim - k + 1)
+        rows = dim - k + 1
+        if pooling == "code" and rows < CODE_POOL:
+            raise ConfigError(f"stfa='code' pools {CODE_POOL} channels: only {rows} rows after the conv")
+        self.out_dim = channels * (rows if pooling == "paper" else (rows - CODE_POOL) // 2 + 1)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        x = feats.transpose(1, 2).unsqueeze(1)  # F^c: (B, 1, d, t)
-        x = F.relu(self.conv(x))  # (B, c, d-k+1, t-k+1)
-        return x.amax(dim=-1).flatten(1)
+        x = self.conv(feats.transpose(1, 2).unsqueeze(1))  # F^c: (B, 1, d, t) -> (B, c, d-k+1, t-k+1)
+        if self.pooling == "code":
+            return F.max_pool2d(x, (CODE_POOL, x.shape[-1]), stride=(2, 1)).flatten(1)
+        return F.relu(x).amax(dim=-1).flatten(1)
 
 
 class HierarchicalFusion(nn.Module):
     """HFM (eq. 13): ``g(F_iffa ⊕ F_stfa)`` with ⊕ concatenation and g one Linear; variants drop a branch.
 
     ``mode``: "full" (IFFA+STFA), "iffa" (w/o STFA), "stfa" (w/o IFFA), "none" (w/o HFM: Linear on the
-    mean frame feature). Input (B, t, d), output logits (B, num_classes).
+    mean frame feature). ``iffa``: "paper" (eqs. 8-11, :class:`IFFA`) or "gat" (the authors' code,
+    :class:`GATIFFA`); ``stfa``: "paper" (eq. 12) or "code". Input (B, t, d), output logits (B, num_classes).
+    Always runs in float32 with autocast off (inputs cast up): see :mod:`mernb.models._precision`.
     """
 
     def __init__(
@@ -154,25 +263,44 @@ class HierarchicalFusion(nn.Module):
         num_frames: int,
         num_classes: int,
         mode: HFM = "full",
-        neighbours: Neighbours = "learned",
+        neighbours: Neighbours | None = None,
         iffa_dim: int | None = None,
         stfa_kernel: int | None = None,
+        *,
+        iffa: IFFAKind = "paper",
+        stfa: STFAKind = "paper",
+        gat_hidden: int | None = None,
+        gat_heads: int = 3,
     ):
         super().__init__()
         if mode not in ("full", "iffa", "stfa", "none"):
             raise ConfigError(f"hfm must be 'full', 'iffa', 'stfa' or 'none', got {mode!r}")
+        if iffa not in ("paper", "gat"):
+            raise ConfigError(f"iffa must be 'paper' or 'gat', got {iffa!r}")
+        neighbours = neighbours or default_neighbours(iffa)
         neighbour_mask(num_frames, neighbours)  # validates the name
         self.mode = mode
-        self.iffa = IFFA(dim, num_frames, iffa_dim, neighbours) if mode in ("full", "iffa") else None
-        self.stfa = STFA(dim, num_frames, stfa_kernel) if mode in ("full", "stfa") else None
+        self.iffa: IFFA | GATIFFA | None = None
+        if mode in ("full", "iffa"):
+            self.iffa = (
+                IFFA(dim, num_frames, iffa_dim, neighbours) if iffa == "paper"
+                else GATIFFA(dim, num_frames, iffa_dim, neighbours, hidden=gat_hidden, heads=gat_heads)
+            )
+        self.stfa = STFA(dim, num_frames, stfa_kernel, pooling=stfa) if mode in ("full", "stfa") else None
         fused = (self.iffa.out_dim if self.iffa else 0) + (self.stfa.out_dim if self.stfa else 0)
         self.classifier = nn.Linear(fused or dim, num_classes)
 
+    @fp32_forward
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         if self.mode == "none":
             return self.classifier(feats.mean(dim=1))
         parts = [m(feats) for m in (self.iffa, self.stfa) if m is not None]
         return self.classifier(torch.cat(parts, dim=1))
+
+
+def default_neighbours(iffa: str) -> Neighbours:
+    """IFFA neighbours when none are given: "learned" for the paper's IFFA, the authors' "chain" for the GAT."""
+    return "chain" if iffa == "gat" else "learned"
 
 
 class HLoRAMER(nn.Module):
@@ -198,15 +326,21 @@ class HLoRAMER(nn.Module):
         lora_dropout: float = 0.0,
         finetune: Finetune = "lora",
         hfm: HFM = "full",
-        neighbours: Neighbours = "learned",
+        neighbours: Neighbours | None = None,
         iffa_dim: int | None = None,
         stfa_kernel: int | None = None,
+        iffa: IFFAKind = "paper",
+        stfa: STFAKind = "paper",
+        gat_hidden: int | None = None,
         grad_checkpointing: bool = False,
         **backbone_kwargs,
     ) -> None:
         super().__init__()
         if finetune not in ("lora", "full", "frozen"):
             raise ConfigError(f"finetune must be 'lora', 'full' or 'frozen', got {finetune!r}")
+        if iffa not in ("paper", "gat"):
+            raise ConfigError(f"iffa must be 'paper' or 'gat', got {iffa!r}")
+        neighbours = neighbours or default_neighbours(iffa)
         if num_classes < 1 or num_frames < 1:
             raise ConfigError(f"num_classes and num_frames must be positive, got {num_classes}, {num_frames}")
         self.backbone = create_backbone(backbone, weights=weights, num_classes=0, img_size=img_size, **backbone_kwargs)
@@ -218,6 +352,7 @@ class HLoRAMER(nn.Module):
             num_frames=num_frames, num_classes=num_classes, n_lora_blocks=n_lora_blocks if finetune == "lora" else 0,
             lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=tuple(lora_targets), lora_dropout=lora_dropout,
             finetune=finetune, hfm=hfm, neighbours=neighbours, iffa_dim=iffa_dim, stfa_kernel=stfa_kernel,
+            iffa=iffa, stfa=stfa, gat_hidden=gat_hidden,
             backbone_kwargs=dict(backbone_kwargs),
         )
         self.num_frames = num_frames
@@ -244,13 +379,23 @@ class HLoRAMER(nn.Module):
                 targets=lora_targets, dropout=lora_dropout,
             )
             self.prefix_depth = first
-        if grad_checkpointing:
-            self.backbone.set_grad_checkpointing(True)
+        self.set_grad_checkpointing(grad_checkpointing)
         self.hfm = HierarchicalFusion(
-            self.backbone.num_features, num_frames, num_classes, hfm, neighbours, iffa_dim, stfa_kernel
+            self.backbone.num_features, num_frames, num_classes, hfm, neighbours, iffa_dim, stfa_kernel,
+            iffa=iffa, stfa=stfa, gat_hidden=gat_hidden,
         )
 
     # --- backbone -------------------------------------------------------------------------------
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """timm's switch (kept on the backbone): in training, recompute each trained block's activations in
+        backward, on the full path (timm's own loop) and from cached prefix tokens alike."""
+        self.backbone.set_grad_checkpointing(enable)
+
+    @property
+    def grad_checkpointing(self) -> bool:
+        """Whether :meth:`set_grad_checkpointing` is on."""
+        return bool(getattr(self.backbone, "grad_checkpointing", False))
+
     def _frames(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[2] != 3:
             raise ValueError(f"expected frames (B, t, 3, H, W), got {tuple(x.shape)}")
@@ -296,8 +441,9 @@ class HLoRAMER(nn.Module):
         """Per-frame features (B, t, d) from prefix tokens (B, t, N, D): last blocks + final norm + class token."""
         b, t = tokens.shape[:2]
         h = tokens.flatten(0, 1)
+        use_checkpoint = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
         for blk in self.backbone.blocks[self.prefix_depth :]:
-            h = blk(h)
+            h = checkpoint(blk, h) if use_checkpoint else blk(h)
         return self._cls(h).reshape(b, t, -1)
 
     # --- full model -----------------------------------------------------------------------------

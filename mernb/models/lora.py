@@ -8,18 +8,24 @@ weight (same output; timm's attention forward is untouched), so peft can target 
 ``merge_and_unload`` does) and re-fuses q/k/v into one ``nn.Linear``: the module structure and
 state-dict keys are then those of the plain timm model again.
 
+peft (and the transformers it imports, ~5 s) is imported only where LoRA is built or looked for, so
+importing the model registry (MPT, ViT) does not pay for it.
+
 Used by :mod:`mernb.models.hlora` (HLoRA-MER notebooks: tables 3-9, Figs. 3-5).
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from peft import LoraConfig, inject_adapter_in_model
-from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
+
+if TYPE_CHECKING:
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
 from mernb.errors import ConfigError
 
@@ -51,7 +57,7 @@ class SplitQKV(nn.Module):
     def fuse(self) -> nn.Linear:
         """One ``nn.Linear`` with the stacked q/k/v weights (call after LoRA layers are merged away)."""
         parts = [getattr(self, n) for n in QKV_NAMES]
-        if any(isinstance(p, BaseTunerLayer) for p in parts):
+        if any(_is_tuner_layer(p) for p in parts):
             raise RuntimeError("SplitQKV.fuse: merge the LoRA adapters first (merge_lora)")
         w = parts[0].weight
         fused = nn.Linear(w.shape[1], 3 * w.shape[0], bias=parts[0].bias is not None, device=w.device, dtype=w.dtype)
@@ -104,13 +110,24 @@ def apply_lora(
     pattern = r"blocks\.({})\.attn\.qkv\.({})".format(
         "|".join(map(str, block_indices)), "|".join(re.escape(t) for t in targets)
     )
+    from peft import LoraConfig, inject_adapter_in_model
+
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern, bias="none")
     return inject_adapter_in_model(config, backbone)
 
 
+def _is_tuner_layer(module: nn.Module) -> bool:
+    """Whether ``module`` is a peft adapter layer (without importing peft when nothing imported it yet)."""
+    if "peft" not in sys.modules:  # no adapter can exist before peft is imported
+        return False
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return isinstance(module, BaseTunerLayer)
+
+
 def lora_layers(model: nn.Module) -> dict[str, BaseTunerLayer]:
     """Name → peft LoRA layer, for every adapted Linear inside ``model``."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, BaseTunerLayer)}
+    return {name: m for name, m in model.named_modules() if _is_tuner_layer(m)}
 
 
 def is_lora_param(name: str) -> bool:

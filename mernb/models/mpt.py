@@ -17,6 +17,8 @@ Options (config fields, one :class:`MPT` class covers MPT Tables VI-XI):
   trains), ``"full"`` (everything trains). With ``weights=None`` and ``"full"``: "w/o pretraining".
 * ``backbone`` / ``weights``: timm name and local checkpoint key (Table IX: ViT-B/16, ViT-B/32 on
   ImageNet-21k, CLIP ViT-B/16, CLIP ViT-B/32). ``alpha`` etc. (``magnify``) set the motion sequence.
+* ``dynamic_image``: ``"rankpool"`` (official rank-pooling weights, zero sum: motion only) or
+  ``"rankpool_port"`` (the Python port's weights, sum T: keeps the facial appearance); Table VI runs both.
 
 Paper components as implemented:
 
@@ -34,7 +36,9 @@ Deviations/choices (the paper has no code; its equations were lost in extraction
 * **Visual input = the dynamic image.** Section III-A: "we follow [32] to aggregate the sequence into a
   single RGB image by rank-pooling" and then patch-embeds "the calculated RGB image" (eq. 2); the
   "facial appearance RGB tokens" of the introduction are those patches. So the ViT sees the rank-pooled
-  image (:func:`mernb.models.vit.dynamic_image_input`), not the apex frame.
+  image (:func:`mernb.models.vit.dynamic_image_input`), not the apex frame. The official rank-pooling
+  weights sum to zero and cancel the appearance the paper says the image keeps; ``dynamic_image=
+  "rankpool_port"`` uses the widely copied Python port's weights (sum T), which keep it (issue 7).
 * **Motion sequence = amplified band-passed motion only** (``motion_source="motion"``, default): eq. 7
   reconstructs the magnified filtered levels into "the motion sequence"
   (:func:`mernb.motion.magnify.motion_sequence` on the 16 sampled frames, fed unnormalised). Table X's
@@ -71,6 +75,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.models import checkpoint
 from torch import nn
 
 from mernb.errors import ConfigError
@@ -79,10 +84,12 @@ from mernb.models.registry import register_model
 from mernb.models.vit import (
     CLIP_B16,
     CLIP_B32,
+    DYNAMIC_IMAGES,
     IN21K_B16,
     IN21K_B32,
     TINY_VIT,
     TINY_VIT_KWARGS,
+    DynamicImageKind,
     backbone_data_config,
     dynamic_image_input,
 )
@@ -248,6 +255,8 @@ class MPT(nn.Module):
         high: float = 4.0,
         magnify: Mapping | None = None,
         motion_source: MotionSource = "motion",
+        dynamic_image: DynamicImageKind = "rankpool",
+        grad_checkpointing: bool = False,
         **backbone_kwargs,
     ) -> None:
         super().__init__()
@@ -261,6 +270,8 @@ class MPT(nn.Module):
             raise ConfigError(f"num_prompts must be >= 1 with prompt={prompt!r} (use prompt='none' for none)")
         if motion_source not in ("motion", "magnified"):
             raise ConfigError(f"motion_source must be 'motion' or 'magnified', got {motion_source!r}")
+        if dynamic_image not in DYNAMIC_IMAGES:
+            raise ConfigError(f"dynamic_image must be one of {sorted(DYNAMIC_IMAGES)}, got {dynamic_image!r}")
         if reduction < 1 or num_classes < 1 or num_frames < 2:
             raise ConfigError("reduction and num_classes must be >= 1 and num_frames >= 2")
         self.prompt_kind = prompt
@@ -273,6 +284,7 @@ class MPT(nn.Module):
         self.num_prompts = 0 if prompt == "none" else num_prompts
         self.magnify_settings = dict(alpha=alpha, low=low, high=high, **dict(magnify or {}))
         self.motion_source = motion_source
+        self.dynamic_image = dynamic_image
 
         self.backbone = create_backbone(backbone, weights=weights, num_classes=0, img_size=img_size, **backbone_kwargs)
         blocks = list(self.backbone.blocks)
@@ -305,6 +317,16 @@ class MPT(nn.Module):
         self.head = nn.Linear(self.backbone.num_features, num_classes)
         self.data_config = backbone_data_config(self.backbone, img_size)
         self._set_trainable()
+        self.set_grad_checkpointing(grad_checkpointing)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """timm's switch (kept on the backbone): in training, recompute each block's activations in backward."""
+        self.backbone.set_grad_checkpointing(enable)
+
+    @property
+    def grad_checkpointing(self) -> bool:
+        """Whether :meth:`set_grad_checkpointing` is on."""
+        return bool(getattr(self.backbone, "grad_checkpointing", False))
 
     def _set_trainable(self) -> None:
         if self.finetune == "full":
@@ -354,7 +376,8 @@ class MPT(nn.Module):
         if frames.dim() != 4 or frames.shape[0] != self.num_frames:
             raise ValueError(f"expected a clip of {self.num_frames} frames (T, 3, H, W), got {tuple(frames.shape)}")
         image = dynamic_image_input(
-            frames, mean=self.data_config["mean"], std=self.data_config["std"], img_size=self.img_size
+            frames, mean=self.data_config["mean"], std=self.data_config["std"], img_size=self.img_size,
+            method=self.dynamic_image,
         )
         out = {"image": image}
         if self.prompt_kind == "motion":
@@ -396,17 +419,25 @@ class MPT(nn.Module):
         if first is not None:
             x = torch.cat([x[:, :npre], first.to(x.dtype), x[:, npre:]], dim=1)
         x = bb.norm_pre(x)
-        for i, blk in enumerate(bb.blocks):
+        for i in range(len(bb.blocks)):
             if i > 0:
                 deep = self.prompts(motion, i, x.shape[0])
                 if deep is not None:
                     x = torch.cat([x[:, :npre], deep.to(x.dtype), x[:, npre + k :]], dim=1)
-            x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x))))
-            h = blk.ls2(blk.mlp(blk.norm2(x)))
-            if self.adapters is not None:
-                h = self.adapters[i](h, npre, k)
-            x = x + blk.drop_path2(h)
+            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+                x = checkpoint(self.block, i, x)
+            else:
+                x = self.block(i, x)
         return bb.norm(x)
+
+    def block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Backbone block ``i`` with the group adapter after its feed-forward, before the residual addition."""
+        blk = self.backbone.blocks[i]
+        x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x))))
+        h = blk.ls2(blk.mlp(blk.norm2(x)))
+        if self.adapters is not None:
+            h = self.adapters[i](h, self.num_prefix, self.num_prompts)
+        return x + blk.drop_path2(h)
 
     def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Class-token features (B, D) or logits (B, num_classes)."""

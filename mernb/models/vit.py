@@ -7,7 +7,8 @@
 
 The model's input is the clip's dynamic image (:mod:`mernb.motion.rankpool`), rescaled to RGB in
 [0, 1] and normalised with the backbone's mean/std: :func:`dynamic_image_input` (or the model's
-``prepare_input``) turns a clip into it. Each model exposes ``data_config`` (mean, std, input size) and
+``prepare_input``) turns a clip into it. ``dynamic_image="rankpool"`` (default: the official zero-sum
+weights, motion only) or ``"rankpool_port"`` (the Python port's weights, which keep the appearance). Each model exposes ``data_config`` (mean, std, input size) and
 ``example_input(batch)`` (the convention :mod:`mernb.models.info` relies on).
 
 Weights come only from local files (``weights=`` a file or a ``weights:`` key of the user config,
@@ -29,9 +30,9 @@ from torch import nn
 from mernb.errors import ConfigError
 from mernb.models.backbones import create_backbone
 from mernb.models.registry import register_model
-from mernb.motion.rankpool import dynamic_image
+from mernb.motion.rankpool import RankPoolVariant, dynamic_image
 
-__all__ = ["DynamicImageViT", "dynamic_image_input", "IN21K_B16", "IN21K_B32", "CLIP_B16", "CLIP_B32"]
+__all__ = ["DynamicImageViT", "dynamic_image_input", "DYNAMIC_IMAGES", "IN21K_B16", "IN21K_B32", "CLIP_B16", "CLIP_B32"]
 
 # timm names with pretrained tag; the same string is the default ``weights:`` key of the user config.
 IN21K_B16 = "vit_base_patch16_224.augreg_in21k"
@@ -43,6 +44,16 @@ TINY_VIT = "vit_tiny_patch16_224"
 TINY_VIT_KWARGS = dict(depth=2, embed_dim=64, num_heads=2)
 
 Finetune = Literal["full", "head"]
+DynamicImageKind = Literal["rankpool", "rankpool_port"]
+# model option -> rank-pooling weights (mernb.motion.rankpool)
+DYNAMIC_IMAGES: dict[str, RankPoolVariant] = {"rankpool": "official", "rankpool_port": "port"}
+
+
+def check_dynamic_image(method: str) -> RankPoolVariant:
+    """The rank-pooling variant of a ``dynamic_image`` option; ValueError for an unknown one."""
+    if method not in DYNAMIC_IMAGES:
+        raise ValueError(f"dynamic_image must be one of {sorted(DYNAMIC_IMAGES)}, got {method!r}")
+    return DYNAMIC_IMAGES[method]
 
 
 def dynamic_image_input(
@@ -51,12 +62,15 @@ def dynamic_image_input(
     mean: Sequence[float] = (0.5, 0.5, 0.5),
     std: Sequence[float] = (0.5, 0.5, 0.5),
     img_size: int | None = None,
+    method: DynamicImageKind = "rankpool",
 ) -> torch.Tensor:
     """Model input from a clip: dynamic image -> per-channel min-max to [0, 1] -> resize -> normalise.
 
     ``clip`` is uint8 (T, H, W, 3) (frames as read from disk) or float (..., T, 3, H, W) in [0, 1].
     Returns float32 (3, S, S) (or (..., 3, S, S) for batched float input); ``img_size`` None keeps H x W.
+    ``method``: "rankpool" (official weights) or "rankpool_port" (keeps appearance), see ``DYNAMIC_IMAGES``.
     """
+    variant = check_dynamic_image(method)
     frames = torch.as_tensor(clip)
     if frames.dtype == torch.uint8:
         if frames.dim() != 4 or frames.shape[-1] != 3:
@@ -66,7 +80,7 @@ def dynamic_image_input(
         raise TypeError(f"clip must be uint8 (T,H,W,3) or float (T,3,H,W), got dtype {frames.dtype}")
     if frames.dim() < 4 or frames.shape[-3] != 3:
         raise ValueError(f"float clips must be (..., T, 3, H, W), got {tuple(frames.shape)}")
-    image = dynamic_image(frames.float())
+    image = dynamic_image(frames.float(), variant)
     if img_size is not None and tuple(image.shape[-2:]) != (img_size, img_size):
         lead = image.shape[:-3]
         image = F.interpolate(
@@ -99,11 +113,15 @@ class DynamicImageViT(nn.Module):
         img_size: int = 224,
         weights: str | Path | None = None,
         finetune: Finetune = "full",
+        dynamic_image: DynamicImageKind = "rankpool",
         **backbone_kwargs,
     ) -> None:
         super().__init__()
         if finetune not in ("full", "head"):
             raise ConfigError(f"finetune must be 'full' or 'head', got {finetune!r}")
+        if dynamic_image not in DYNAMIC_IMAGES:
+            raise ConfigError(f"dynamic_image must be one of {sorted(DYNAMIC_IMAGES)}, got {dynamic_image!r}")
+        self.dynamic_image = dynamic_image
         if num_classes < 1:
             raise ConfigError(f"num_classes must be positive, got {num_classes}")
         self.backbone = create_backbone(backbone, weights=weights, num_classes=0, img_size=img_size, **backbone_kwargs)
@@ -125,7 +143,8 @@ class DynamicImageViT(nn.Module):
     def prepare_input(self, clip: torch.Tensor | np.ndarray) -> torch.Tensor:
         """One clip -> (3, S, S) input with this backbone's mean/std and size."""
         return dynamic_image_input(
-            clip, mean=self.data_config["mean"], std=self.data_config["std"], img_size=self.img_size
+            clip, mean=self.data_config["mean"], std=self.data_config["std"], img_size=self.img_size,
+            method=self.dynamic_image,
         )
 
     def example_input(self, batch: int = 1, device: torch.device | str | None = None) -> torch.Tensor:
