@@ -25,6 +25,7 @@ def _write_notebook(path: Path, code: str) -> None:
 @pytest.fixture
 def repo(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(planmod, "REPO_ROOT", tmp_path)
+    monkeypatch.setenv("MERNB_KERNEL", "plain")  # forked kernels: tests/test_kernels.py
     _write_notebook(
         tmp_path / "notebooks" / "demo" / "tiny.ipynb",
         "import json, pathlib\n"
@@ -63,6 +64,9 @@ def test_load_plan_validates(repo):
     with pytest.raises(ConfigError, match="no source notebooks/nope/missing.ipynb"):
         planmod.load_plan(bad)
     bad.write_text("name: x\nkind: synthetic\nnotebook: {}\n")
+    with pytest.raises(ConfigError, match=r"unknown key notebook \(did you mean 'notebooks'\?\)"):
+        planmod.load_plan(bad)
+    bad.write_text("name: x\nkind: synthetic\n")
     with pytest.raises(ConfigError, match="missing 'notebooks'"):
         planmod.load_plan(bad)
     with pytest.raises(ConfigError, match="not found"):
