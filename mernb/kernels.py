@@ -120,8 +120,8 @@ class ForkServer:
     page starts none); stops when asked or when its parent exits.
     """
 
-    def __init__(self, cwd: Path, env: dict[str, str] | None = None, preload: tuple[str, ...] = PRELOAD):
-        self.cwd, self.env, self.preload = cwd, dict(env or {}), preload
+    def __init__(self, cwd: Path, env: dict[str, str] | None = None, preload: tuple[str, ...] | None = None):
+        self.cwd, self.env, self.preload = cwd, dict(env or {}), PRELOAD if preload is None else preload
         self.folder = Path(tempfile.mkdtemp(prefix="mernb-kernels-"))
         self.socket_path = self.folder / "server.sock"
         self.process: subprocess.Popen | None = None
