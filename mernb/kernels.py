@@ -52,9 +52,11 @@ class KernelSlot:
     server: ForkServer | None = None
     pgid: int | None = None
     forked: bool = False
+    stopping: bool = False  # an interrupt was asked for (delivered at start if the kernel was not up yet)
 
     def signal(self, signum: int) -> bool:
         """Send ``signum`` to the kernel's process group; False when it is not running."""
+        self.stopping = True
         if self.pgid is None:
             return False
         try:
@@ -96,6 +98,8 @@ class KernelManager(AsyncKernelManager):
         if slot is not None and self.provisioner is not None:
             slot.pgid = getattr(self.provisioner, "pgid", None)
             slot.forked = isinstance(self.provisioner, ForkProvisioner) and self.provisioner.forked
+            if slot.stopping:  # Ctrl-C (or a timeout) came while the kernel was starting
+                slot.signal(signal.SIGINT)
 
 
 # ------------------------------------------------------------------------------------------ fork server

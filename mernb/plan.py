@@ -481,6 +481,8 @@ def run_plan(plan: Plan, only: str | None = None, force: bool = False, jobs: int
                 pending = {pool.submit(run_notebook, nb) for nb in per_notebook}
                 while pending:  # short waits: the main thread stays responsive to Ctrl-C
                     finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    if control.cancelled.is_set() and control.presses == 1:
+                        control.signal_all(signal.SIGINT)  # a kernel between cells ignores one interrupt
                     for future in finished:
                         results.update(future.result())
                         bar.update(1)
@@ -497,12 +499,11 @@ def run_plan(plan: Plan, only: str | None = None, force: bool = False, jobs: int
     summary = {s: sum(1 for v in outcomes.values() if v[0] == s) for s in STATUSES}
     counts = ", ".join(f"{summary[s]} {'executed' if s == 'ok' else s}" for s in STATUSES
                        if summary[s] or s in ("ok", "reused", "failed"))
+    tail = (f"rerun `mernb run {plan.path}` to continue (finished pages and folds are reused)"
+            if control.cancelled.is_set() else f"executed notebooks in {plan.run_dir}/executed")
     head = "interrupted" if control.cancelled.is_set() else "plan"
-    print(f"[run] {head} {plan.name}: {counts} in {time.perf_counter() - start:.0f}s (jobs={jobs}); "
-          f"executed notebooks in {plan.run_dir}/executed", flush=True)
-    if control.cancelled.is_set():
-        print(f"[run] rerun `mernb run {plan.path}` to continue (finished pages and folds are reused)",
-              flush=True)
+    print(f"[run] {head} {plan.name}: {counts} in {time.perf_counter() - start:.0f}s (jobs={jobs}); {tail}",
+          flush=True)
     return outcomes
 
 

@@ -81,6 +81,7 @@ def test_ctrl_c_cancels_queue_interrupts_kernel_and_exits_130(project):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err.split("Ctrl-C")[0]
     summary = [line for line in out.splitlines() if line.startswith("[run] interrupted cc:")]
     assert len(summary) == 1 and "1 interrupted" in summary[0] and "1 cancelled" in summary[0]
+    assert f"rerun `mernb run {plan}` to continue" in summary[0]
     assert not (project / "runs/cc/results/demo/quick/started").exists()  # the queued notebook never ran
     # The interrupted page is not taken for a finished one: the next run executes it again.
     meta = nbformat.read(project / "runs/cc/executed/demo/slow/default.ipynb", 4).metadata["mernb"]
