@@ -298,8 +298,10 @@ def _is_fresh(executed: Path, source: Path, digest: str) -> bool:
     return meta.get("mernb", {}).get("digest") == digest and meta.get("mernb", {}).get("status") == "ok"
 
 
-def _hide_parameter_cells(nb_path: Path, digest: str, status: str, seconds: float, error: str | None = None) -> None:
-    """Tag papermill's injected cell and the defaults cell ``remove-cell``; record run metadata."""
+def _hide_parameter_cells(nb_path: Path, digest: str, status: str, seconds: float, error: str | None = None,
+                          dest: Path | None = None) -> None:
+    """Tag papermill's injected cell and the defaults cell ``remove-cell``; record run metadata; write the
+    result to ``dest`` (default: ``nb_path`` itself) atomically."""
     nb = json.loads(nb_path.read_text())
     for cell in nb.get("cells", []):
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
@@ -309,7 +311,7 @@ def _hide_parameter_cells(nb_path: Path, digest: str, status: str, seconds: floa
     if error:
         meta["error"] = error
     nb.setdefault("metadata", {})["mernb"] = meta
-    atomic_write(nb_path, json.dumps(nb, indent=1))  # unique temporary name: concurrent runs never collide
+    atomic_write(dest or nb_path, json.dumps(nb, indent=1))  # unique temporary name: concurrent runs never collide
 
 
 class RunControl:
@@ -384,6 +386,9 @@ def execute(plan: Plan, notebook: str, group: str, force: bool = False, rerun: b
         killer.daemon = True
         killer.start()
 
+    # papermill writes as it goes: into a file of this execution only, moved into place at the end, so two
+    # runs of the same plan never read or write each other's half-written notebook.
+    running = target.with_name(f".{target.stem}.{os.getpid()}-{threading.get_ident()}.running.ipynb")
     timer = threading.Timer(timeout, on_timeout) if timeout else None
     start = time.perf_counter()
     error = None
@@ -394,7 +399,7 @@ def execute(plan: Plan, notebook: str, group: str, force: bool = False, rerun: b
                 timer.daemon = True
                 timer.start()
             papermill.execute_notebook(
-                str(source), str(target), parameters=params, kernel_name=plan.kernel_name,
+                str(source), str(running), parameters=params, kernel_name=plan.kernel_name,
                 progress_bar=False, log_output=False, report_mode=False,
                 extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no per-kernel transport warnings
                 kernel_manager_class=KernelManager, shutdown_kernel="immediate",
@@ -416,8 +421,9 @@ def execute(plan: Plan, notebook: str, group: str, force: bool = False, rerun: b
     if status == "failed":
         detail = error if error == "kernel died" or error.startswith("timeout") else f"error: {error}"
         print(f"[run] {notebook}:{group}: failed ({detail})", file=sys.stderr, flush=True)
-    if target.is_file():
-        _hide_parameter_cells(target, digest, status, seconds, error)
+    if running.is_file():
+        _hide_parameter_cells(running, digest, status, seconds, error, dest=target)
+        running.unlink()
     return status, seconds
 
 

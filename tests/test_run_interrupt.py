@@ -123,3 +123,21 @@ def test_per_notebook_timeout_fails_the_page(project, capsys):
     assert "failed (timeout after 3s" in capsys.readouterr().err
     meta = nbformat.read(project / "runs/slowplan/executed/demo/slow/default.ipynb", 4).metadata["mernb"]
     assert meta["status"] == "failed" and meta["error"].startswith("timeout")
+
+
+def test_two_runs_of_one_plan_at_once_do_not_collide(project):
+    groups = ", ".join(f"g{i}: {{}}" for i in range(3))
+    plan = _plan(project, "twice", f"  demo/quick:\n    parameter_groups: {{{groups}}}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MERNB_KERNEL": "plain"}
+    runs = [subprocess.Popen([sys.executable, "-m", "mernb.cli", "run", str(plan), "--force", "--jobs", "2"],
+                             cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [run.communicate(timeout=300) for run in runs]
+    for run, (out, err) in zip(runs, results, strict=True):
+        assert run.returncode == 0, err
+        assert "Traceback" not in err and "3 executed, 0 reused, 0 failed" in out
+    executed = sorted(p.name for p in (project / "runs/twice/executed/demo/quick").iterdir())
+    assert executed == ["g0.ipynb", "g1.ipynb", "g2.ipynb"]  # no temporary files left behind
+    for name in executed:
+        meta = nbformat.read(project / "runs/twice/executed/demo/quick" / name, 4).metadata["mernb"]
+        assert meta["status"] == "ok"
