@@ -281,9 +281,11 @@ def _run_kernel(request: dict[str, Any]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        os.environ["JPY_PARENT_PID"] = str(os.getppid())  # the kernel exits if the server goes away
+        os.environ["JPY_PARENT_PID"] = str(os.getppid())
         argv = request["argv"]
-        args = argv[argv.index("ipykernel_launcher") + 1:]
+        # The kernel watches the server (its parent) and exits with it; the trait's default was read
+        # from the server's environment at import, so it is passed explicitly.
+        args = [*argv[argv.index("ipykernel_launcher") + 1:], f"--IPKernelApp.parent_handle={os.getppid()}"]
         sys.argv = ["ipykernel_launcher", *args]
         sys.path[0] = request["cwd"]  # as `python -m ipykernel_launcher` started in cwd
         from ipykernel.kernelapp import IPKernelApp

@@ -19,6 +19,8 @@ PROBE = (
     "info = {'pid': os.getpid(), 'ppid': os.getppid(), 'pgid': os.getpgid(0), 'cwd': os.getcwd(),\n"
     "        'preloaded': 'xml.dom.minidom' in sys.modules, 'root': os.environ.get('MERNB_ROOT'),\n"
     "        'sys_path0': sys.path[0]}\n"
+    "from ipykernel.kernelapp import IPKernelApp\n"
+    "info['parent_handle'] = IPKernelApp.instance().parent_handle\n"
     "x = 41 + 1\n"
     "(pathlib.Path(results_dir) / f'{group}.json').write_text(json.dumps(info))"
 )
@@ -61,6 +63,7 @@ def test_each_notebook_gets_its_own_forked_kernel(project, capsys):
     assert all(i["preloaded"] for i in infos)  # forked from the server that imported the stack
     server = {i["ppid"] for i in infos}
     assert len(server) == 1 and server != {os.getpid()}
+    assert all(i["parent_handle"] == i["ppid"] for i in infos)  # exits with the server, as kernels do with mernb
     assert all(i["pgid"] == i["pid"] for i in infos)  # own process group: interrupts reach only this kernel
     assert all(Path(i["cwd"]) == project.resolve() and Path(i["root"]) == project.resolve() for i in infos)
     assert all(Path(i["sys_path0"]) == project.resolve() for i in infos)  # as `python -m ipykernel_launcher`
