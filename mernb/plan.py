@@ -60,7 +60,6 @@ BOOK_STAGE = "runs/book"  # _toc.yml points here; `mernb book` fills it from a p
 PLAN_KINDS = ("synthetic", "reproduction")
 PLAN_KEYS = ("name", "kind", "description", "synthme", "global_params", "notebooks", "kernel_name", "timeout")
 NOTEBOOK_KEYS = ("parameter_groups", "timeout")
-INJECTED = ("plan", "plan_kind", "group", "groups", "results_dir", "force")  # set by `mernb run`
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # plan names are folders under runs/
 KILL_GRACE_S = 30.0  # after an interrupt (timeout), seconds before the kernel is killed
 
@@ -217,6 +216,8 @@ def load_plan(path: str | Path) -> Plan:
     timeouts: dict[str, float | None] = {}
     for nb, entry in notebooks_raw.items():
         key = f"notebooks.{nb}"
+        if not isinstance(nb, str) or nb.startswith(("/", "~")) or ".." in Path(nb).parts:
+            raise ConfigError(f"{where}: notebook {nb!r} must be a path under notebooks/ without '..'")
         entry = _mapping(entry, where, key, "settings (parameter_groups, timeout)")
         problems += _unknown(entry, NOTEBOOK_KEYS, where, f"{key}.")
         source = root / "notebooks" / f"{nb}.ipynb"
@@ -224,6 +225,10 @@ def load_plan(path: str | Path) -> Plan:
             raise ConfigError(f"{where}: notebook {nb!r} has no source notebooks/{nb}.ipynb (under {root})")
         groups = _mapping(entry.get("parameter_groups"), where, f"{key}.parameter_groups",
                           "group → parameters") or {"default": {}}
+        for group in groups:
+            if not NAME_PATTERN.fullmatch(str(group)):
+                raise ConfigError(f"{where}: {key}.parameter_groups: group {group!r} must be a plain file name "
+                                  "(letters, digits, '.', '_', '-')")
         notebooks[nb] = {str(g): dict(_mapping(v, where, f"{key}.parameter_groups.{g}", "parameter → value"))
                          for g, v in groups.items()}
         timeouts[nb] = _timeout(entry.get("timeout"), where, f"{key}.timeout") or default_timeout

@@ -184,6 +184,14 @@ def test_plan_names_stay_inside_runs(repo, name):
     bad.write_text(f"name: '{name}'\nkind: synthetic\nnotebooks:\n  demo/tiny: {{}}\n")
     with pytest.raises(ConfigError, match="plain folder name under runs/"):
         planmod.load_plan(bad)
+    # Notebook and group names become paths under notebooks/ and runs/<plan>/ too.
+    bad.write_text("name: ok\nkind: synthetic\nnotebooks:\n  demo/../demo/tiny: {}\n")
+    with pytest.raises(ConfigError, match="without '..'"):
+        planmod.load_plan(bad)
+    if name != "book":  # a reserved plan name (runs/book is the book's stage), a fine group name
+        bad.write_text(f"name: ok\nkind: synthetic\nnotebooks:\n  demo/tiny:\n    parameter_groups: {{'{name}': {{}}}}\n")
+        with pytest.raises(ConfigError, match="must be a plain file name"):
+            planmod.load_plan(bad)
 
 
 def test_project_root_comes_from_the_plan_file_not_the_package(repo, tmp_path_factory, monkeypatch):
