@@ -137,7 +137,7 @@ class ForkServer:
             if self.process is None:
                 self.process = subprocess.Popen(
                     [sys.executable, "-m", "mernb.kernels", str(self.socket_path), *self.preload],
-                    cwd=self.cwd, env={**os.environ, **self.env},
+                    cwd=self.cwd, env={**os.environ, **self.env}, stdin=subprocess.DEVNULL,  # as plain kernels
                     start_new_session=True,  # Ctrl-C reaches mernb only, which interrupts the kernels itself
                 )
 
