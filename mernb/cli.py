@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--only", help="shell-style pattern on 'notebook' or 'notebook:group'")
     run.add_argument("--force", action="store_true", help="re-execute and retrain even where results exist")
     run.add_argument("--jobs", type=int, default=1, help="notebooks executed at once (default 1; CPU smoke: 2)")
+    run.epilog = ("Kernels are forked from a process that imported torch/timm/peft once (Linux; "
+                  "MERNB_KERNEL=plain for plain kernels). Ctrl-C stops the run (exit 130); a plan's "
+                  "'timeout' limits each notebook.")
     run.set_defaults(handler="mernb.plan:main_run")
     # preflight (mernb.preflight) and fold executors (mernb.train.executors)
     run.add_argument("--check", action="store_true",
@@ -87,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except MernbError as exc:
         print(f"mernb: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # `mernb run` handles Ctrl-C itself; elsewhere: no traceback, the shell's code
+        print("\nmernb: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

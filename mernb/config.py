@@ -83,16 +83,18 @@ class UserConfig:
         return out
 
     def weight(self, key: str) -> Path:
-        """Local checkpoint file for a weight key, or a ConfigError naming the setting to fill."""
+        """Local checkpoint file for a weight key, or a ConfigError naming the setting and the config file."""
         value = self.weights.get(key)
-        if not value:
+        where = self.source or "a user config file"
+        if value is None or str(value).strip() in ("", "None"):  # `key:` with no value reads as None
+            state = "is empty" if key in self.weights else "is not set"
             raise ConfigError(
-                f"no local checkpoint for {key!r}: set weights.{key} to a .pth/.safetensors file "
-                f"in {self.source or 'a user config file'} ({CONFIG_EXAMPLE}); mernb never downloads weights"
+                f"no local checkpoint for {key!r}: weights.{key} {state} in {where}; set it to a "
+                f".pth/.safetensors file ({CONFIG_EXAMPLE}); mernb never downloads weights"
             )
         path = Path(value).expanduser()
         if not path.is_file():
-            raise ConfigError(f"weights.{key} = {value!r} is not a file")
+            raise ConfigError(f"weights.{key} = {value!r} (in {where}) is not a file")
         return path
 
 

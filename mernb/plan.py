@@ -11,28 +11,39 @@ table row or ablation), in the spirit of a papermill run manifest::
       seed: 0
       datasets: {casme2: {max_subjects: 6}, smic: {}}
     global_params: {device: auto}
+    timeout: 3600              # optional: seconds per notebook execution (default: none)
     notebooks:
       mpt/table6_learning_strategies:
+        timeout: 600           # optional, this notebook's own limit
         parameter_groups:
           w_o_pretraining: {model: vit_test, epochs: 3}
 
-``mernb run PLAN`` executes every notebook × group into ``runs/<plan>/executed/<notebook>/<group>.ipynb``.
+The project root (``notebooks/``, ``runs/``) is the folder holding the plan (:func:`mernb.paths.find_root`),
+not the installed package. Every parameter must be one the notebook's ``parameters`` cell defines.
+``mernb run PLAN`` executes every notebook × group into ``runs/<plan>/executed/<notebook>/<group>.ipynb``,
+each in its own kernel started in the project root (a forked kernel where safe: :mod:`mernb.kernels`).
 Each execution receives the global parameters, its group's parameters and ``plan``, ``group``,
 ``groups`` (every group of that notebook, so the last one can tabulate all rows) and ``results_dir``.
 Notebooks train-or-load, so re-running reuses results. The last group of a notebook is its book page.
+Ctrl-C cancels the queued notebooks, interrupts the running kernels and exits with 130.
 ``mernb book PLAN`` copies the page notebooks into ``runs/book/`` (what ``_toc.yml`` points to) and
 builds the book with execution off and ``-W -n --keep-going``.
 """
 
 from __future__ import annotations
 
+import ast
+import difflib
 import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,10 +53,15 @@ from typing import Any
 import yaml
 
 from mernb.errors import ConfigError
+from mernb.paths import PACKAGE_ROOT, ROOT_ENV, atomic_write, find_root, project_root
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = PACKAGE_ROOT  # mernb's own checkout (its git commit versions the pages); plans carry their root
 BOOK_STAGE = "runs/book"  # _toc.yml points here; `mernb book` fills it from a plan's executed pages
 PLAN_KINDS = ("synthetic", "reproduction")
+PLAN_KEYS = ("name", "kind", "description", "synthme", "global_params", "notebooks", "kernel_name", "timeout")
+NOTEBOOK_KEYS = ("parameter_groups", "timeout")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # plan names are folders under runs/
+KILL_GRACE_S = 30.0  # after an interrupt (timeout), seconds before the kernel is killed
 
 
 @dataclass
@@ -60,10 +76,15 @@ class Plan:
     notebooks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     synthme: dict[str, Any] | None = None
     kernel_name: str = "python3"
+    root: Path = REPO_ROOT
+    timeouts: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
-        return REPO_ROOT / "runs" / self.name
+        return self.root / "runs" / self.name
+
+    def source(self, notebook: str) -> Path:
+        return self.root / "notebooks" / f"{notebook}.ipynb"
 
     def executions(self, only: str | None = None) -> list[tuple[str, str]]:
         """(notebook, group) pairs in plan order, filtered by a shell pattern on ``nb`` or ``nb:group``."""
@@ -92,7 +113,7 @@ class Plan:
             plan_kind=self.kind,
             group=group,
             groups={name: {**self.global_params, **values} for name, values in groups.items()},
-            results_dir=str(self.results_dir(notebook).relative_to(REPO_ROOT)),
+            results_dir=str(self.results_dir(notebook).relative_to(self.root)),
             force=bool(force),
         )
         return params
@@ -106,11 +127,61 @@ def _require(mapping: dict, key: str, kind: type, where: str) -> Any:
     return mapping[key]
 
 
+def _mapping(value: Any, where: str, key: str, what: str) -> dict[str, Any]:
+    """``value`` as a mapping (None → empty); a scalar or list is a ConfigError naming file and key."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a mapping of {what}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _unknown(keys: Any, known: tuple[str, ...] | set[str], where: str, key: str) -> list[str]:
+    """One message per unknown key, with the closest known spelling."""
+    problems = []
+    for name in sorted(set(keys) - set(known), key=str):
+        close = difflib.get_close_matches(str(name), sorted(known), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(known))})"
+        problems.append(f"{where}: unknown key {key}{name}{hint}")
+    return problems
+
+
+def _timeout(value: Any, where: str, key: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{where}: {key} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def notebook_parameters(source: Path) -> set[str] | None:
+    """Names assigned in a notebook's cell tagged ``parameters`` (None: it has no such cell)."""
+    cells = json.loads(source.read_text()).get("cells", [])
+    for cell in cells:
+        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            try:
+                tree = ast.parse(text)
+            except SyntaxError as exc:
+                raise ConfigError(f"{source}: parameters cell is not valid Python: {exc}") from exc
+            names = set()
+            for node in tree.body:
+                targets = node.targets if isinstance(node, ast.Assign) else (
+                    [node.target] if isinstance(node, ast.AnnAssign) else [])
+                names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            return names
+    return None
+
+
 def load_plan(path: str | Path) -> Plan:
-    """Read and validate a plan; errors name the file and the offending entry."""
-    path = Path(path)
+    """Read and validate a plan; errors name the file and the offending entry.
+
+    Every problem found is listed (unknown keys with their closest spelling, scalars or lists where a
+    mapping belongs, parameters a notebook's ``parameters`` cell does not define), not just the first.
+    """
+    path = Path(path).expanduser()
     if not path.is_absolute() and not path.exists():
-        path = REPO_ROOT / path
+        path = project_root() / path
     if not path.is_file():
         raise ConfigError(f"run plan {path} not found")
     path = path.resolve()
@@ -119,32 +190,70 @@ def load_plan(path: str | Path) -> Plan:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     where = str(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a plan is a mapping (name, kind, notebooks, ...), got {type(raw).__name__}")
+    problems = _unknown(raw, PLAN_KEYS, where, "")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    root = find_root(path) or project_root()
     name = _require(raw, "name", str, where)
+    if not NAME_PATTERN.fullmatch(name) or name in ("book",):
+        raise ConfigError(f"{where}: name {name!r} must be a plain folder name under runs/ (letters, digits, "
+                          "'.', '_', '-'; no '/', no '..'; not 'book')")
     kind = _require(raw, "kind", str, where)
     if kind not in PLAN_KINDS:
         raise ConfigError(f"{where}: kind must be one of {PLAN_KINDS}, got {kind!r}")
     notebooks_raw = _require(raw, "notebooks", dict, where)
+    global_params = _mapping(raw.get("global_params"), where, "global_params", "parameter → value")
+    synthme = raw.get("synthme")
+    if synthme is not None:
+        synthme = _mapping(synthme, where, "synthme", "settings (out, seed, datasets)")
+        for dataset, options in _mapping(synthme.get("datasets"), where, "synthme.datasets",
+                                         "dataset → options").items():
+            _mapping(options, where, f"synthme.datasets.{dataset}", "options")
+    default_timeout = _timeout(raw.get("timeout"), where, "timeout")
     notebooks: dict[str, dict[str, dict[str, Any]]] = {}
+    timeouts: dict[str, float | None] = {}
     for nb, entry in notebooks_raw.items():
-        source = REPO_ROOT / "notebooks" / f"{nb}.ipynb"
+        key = f"notebooks.{nb}"
+        if not isinstance(nb, str) or nb.startswith(("/", "~")) or ".." in Path(nb).parts:
+            raise ConfigError(f"{where}: notebook {nb!r} must be a path under notebooks/ without '..'")
+        entry = _mapping(entry, where, key, "settings (parameter_groups, timeout)")
+        problems += _unknown(entry, NOTEBOOK_KEYS, where, f"{key}.")
+        source = root / "notebooks" / f"{nb}.ipynb"
         if not source.is_file():
-            raise ConfigError(f"{where}: notebook {nb!r} has no source notebooks/{nb}.ipynb")
-        groups = (entry or {}).get("parameter_groups") or {"default": {}}
-        if not isinstance(groups, dict):
-            raise ConfigError(f"{where}: notebooks.{nb}.parameter_groups must be a mapping of group → parameters")
-        notebooks[nb] = {str(g): dict(v or {}) for g, v in groups.items()}
-    unknown = set(raw) - {"name", "kind", "description", "synthme", "global_params", "notebooks", "kernel_name"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown top-level keys {sorted(unknown)}")
+            raise ConfigError(f"{where}: notebook {nb!r} has no source notebooks/{nb}.ipynb (under {root})")
+        groups = _mapping(entry.get("parameter_groups"), where, f"{key}.parameter_groups",
+                          "group → parameters") or {"default": {}}
+        for group in groups:
+            if not NAME_PATTERN.fullmatch(str(group)):
+                raise ConfigError(f"{where}: {key}.parameter_groups: group {group!r} must be a plain file name "
+                                  "(letters, digits, '.', '_', '-')")
+        notebooks[nb] = {str(g): dict(_mapping(v, where, f"{key}.parameter_groups.{g}", "parameter → value"))
+                         for g, v in groups.items()}
+        timeouts[nb] = _timeout(entry.get("timeout"), where, f"{key}.timeout") or default_timeout
+        known = notebook_parameters(source)
+        if known is None:
+            problems.append(f"{where}: notebooks/{nb}.ipynb has no cell tagged 'parameters'")
+            continue
+        problems += [f"{p} (not in the parameters cell of notebooks/{nb}.ipynb)"
+                     for p in _unknown(global_params, known, where, "global_params.")]
+        for group, params in notebooks[nb].items():
+            problems += [f"{p} (not in the parameters cell of notebooks/{nb}.ipynb)"
+                         for p in _unknown(params, known, where, f"{key}.parameter_groups.{group}.")]
+    if problems:
+        raise ConfigError("\n".join(problems))
     return Plan(
         name=name,
         kind=kind,
         description=str(raw.get("description", "")).strip(),
         path=path,
-        global_params=dict(raw.get("global_params") or {}),
+        global_params=dict(global_params),
         notebooks=notebooks,
-        synthme=raw.get("synthme"),
+        synthme=synthme,
         kernel_name=str(raw.get("kernel_name", "python3")),
+        root=root,
+        timeouts=timeouts,
     )
 
 
@@ -159,7 +268,7 @@ def synthesize(plan: Plan, force: bool = False) -> list[Any]:
     if not spec:
         print(f"[synth] plan {plan.name!r} needs no synthetic data")
         return []
-    out = REPO_ROOT / spec.get("out", f"runs/{plan.name}/synthme")
+    out = plan.root / spec.get("out", f"runs/{plan.name}/synthme")
     shared = {k: v for k, v in spec.items() if k not in ("out", "datasets")}
     infos = []
     for dataset, options in (spec.get("datasets") or {}).items():
@@ -194,63 +303,153 @@ def _is_fresh(executed: Path, source: Path, digest: str) -> bool:
     return meta.get("mernb", {}).get("digest") == digest and meta.get("mernb", {}).get("status") == "ok"
 
 
-def _hide_parameter_cells(nb_path: Path, digest: str, status: str, seconds: float) -> None:
-    """Tag papermill's injected cell and the defaults cell ``remove-cell``; record run metadata."""
+def _hide_parameter_cells(nb_path: Path, digest: str, status: str, seconds: float, error: str | None = None,
+                          dest: Path | None = None) -> None:
+    """Tag papermill's injected cell and the defaults cell ``remove-cell``; record run metadata; write the
+    result to ``dest`` (default: ``nb_path`` itself) atomically."""
     nb = json.loads(nb_path.read_text())
     for cell in nb.get("cells", []):
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         if ("injected-parameters" in tags or "parameters" in tags) and "remove-cell" not in tags:
             tags.append("remove-cell")
-    nb.setdefault("metadata", {})["mernb"] = {"digest": digest, "status": status, "seconds": round(seconds, 1)}
-    tmp = nb_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(nb, indent=1))
-    os.replace(tmp, nb_path)
+    meta = {"digest": digest, "status": status, "seconds": round(seconds, 1)}
+    if error:
+        meta["error"] = error
+    nb.setdefault("metadata", {})["mernb"] = meta
+    atomic_write(dest or nb_path, json.dumps(nb, indent=1))  # unique temporary name: concurrent runs never collide
 
 
-def execute(plan: Plan, notebook: str, group: str, force: bool = False, rerun: bool = False) -> tuple[str, float]:
-    """Execute one notebook × group with papermill; returns (status, seconds). Status: ok|reused|failed.
+class RunControl:
+    """Shared state of one ``mernb run``: the running kernels, and whether Ctrl-C cancelled the run.
 
-    An up-to-date executed copy is reused unless ``force`` (re-execute and retrain) or ``rerun``
-    (re-execute, reusing results: used for a page after other rows changed).
+    The first Ctrl-C cancels the queued notebooks and interrupts the running kernels; a second one
+    kills them. Both are handled here, so no KeyboardInterrupt traceback reaches the user.
+    """
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        self.presses = 0
+        self._slots: set = set()
+        self._lock = threading.Lock()
+
+    def add(self, slot) -> None:
+        with self._lock:
+            self._slots.add(slot)
+
+    def remove(self, slot) -> None:
+        with self._lock:
+            self._slots.discard(slot)
+
+    def signal_all(self, signum: int) -> int:
+        with self._lock:
+            slots = list(self._slots)
+        return sum(slot.signal(signum) for slot in slots)
+
+    def on_sigint(self, signum: int = signal.SIGINT, frame: Any = None) -> None:
+        self.presses += 1
+        self.cancelled.set()
+        if self.presses == 1:
+            print("\n[run] Ctrl-C: cancelling queued notebooks, interrupting running kernels "
+                  "(Ctrl-C again to kill them)", file=sys.stderr, flush=True)
+            self.signal_all(signal.SIGINT)
+        else:
+            print("[run] Ctrl-C again: killing the running kernels", file=sys.stderr, flush=True)
+            self.signal_all(signal.SIGKILL)
+
+
+def execute(plan: Plan, notebook: str, group: str, force: bool = False, rerun: bool = False,
+            control: RunControl | None = None, server: Any = None) -> tuple[str, float]:
+    """Execute one notebook × group with papermill; returns (status, seconds).
+
+    Status: ok | reused | failed | interrupted (Ctrl-C). An up-to-date executed copy is reused unless
+    ``force`` (re-execute and retrain) or ``rerun`` (re-execute, reusing results: used for a page after
+    other rows changed). The kernel starts in the project root (``server``: forked from it) and is shut
+    down as soon as the notebook ends; a kernel that dies or exceeds the plan's timeout fails the page.
     """
     import papermill
+    from nbclient.exceptions import DeadKernelError
 
-    source = REPO_ROOT / "notebooks" / f"{notebook}.ipynb"
+    from mernb.kernels import KernelManager, KernelSlot, use_slot
+
+    source = plan.source(notebook)
     target = plan.executed_path(notebook, group)
     params = plan.parameters(notebook, group, force=force)
     digest = _params_digest({**params, "_code": _code_version()})  # new code → pages re-executed
     if not (force or rerun) and _is_fresh(target, source, digest):
         return "reused", 0.0
     target.parent.mkdir(parents=True, exist_ok=True)
-    (REPO_ROOT / params["results_dir"]).mkdir(parents=True, exist_ok=True)
+    (plan.root / params["results_dir"]).mkdir(parents=True, exist_ok=True)
+    control = control or RunControl()
+    slot = KernelSlot(cwd=plan.root, env={ROOT_ENV: str(plan.root), "MERNB_PLAN": plan.name}, server=server)
+    timeout = plan.timeouts.get(notebook)
+    timed_out = threading.Event()
+
+    def on_timeout() -> None:
+        timed_out.set()
+        slot.signal(signal.SIGINT)
+        killer = threading.Timer(KILL_GRACE_S, slot.signal, args=(signal.SIGKILL,))
+        killer.daemon = True
+        killer.start()
+
+    # papermill writes as it goes: into a file of this execution only, moved into place at the end, so two
+    # runs of the same plan never read or write each other's half-written notebook.
+    running = target.with_name(f".{target.stem}.{os.getpid()}-{threading.get_ident()}.running.ipynb")
+    timer = threading.Timer(timeout, on_timeout) if timeout else None
     start = time.perf_counter()
-    status = "ok"
+    error = None
+    control.add(slot)
     try:
-        papermill.execute_notebook(
-            str(source), str(target), parameters=params, kernel_name=plan.kernel_name,
-            cwd=str(REPO_ROOT), progress_bar=False, log_output=False, report_mode=False,
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no per-kernel transport warnings
-        )
+        with use_slot(slot):
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
+            papermill.execute_notebook(
+                str(source), str(running), parameters=params, kernel_name=plan.kernel_name,
+                progress_bar=False, log_output=False, report_mode=False,
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no per-kernel transport warnings
+                kernel_manager_class=KernelManager, shutdown_kernel="immediate",
+            )
     except papermill.PapermillExecutionError as exc:
-        status = "failed"
-        print(f"[run] {notebook}:{group} FAILED: {exc.ename}: {exc.evalue}", file=sys.stderr)
+        error = f"{exc.ename}: {exc.evalue}"
+    except DeadKernelError:
+        error = "kernel died"
+    except Exception as exc:  # noqa: BLE001 - a failed page, reported; the other pages go on
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        control.remove(slot)
+        if timer is not None:
+            timer.cancel()
     seconds = time.perf_counter() - start
-    if target.is_file():
-        _hide_parameter_cells(target, digest, status, seconds)
+    if timed_out.is_set():
+        error = f"timeout after {timeout:g}s (plan's timeout)"
+    status = "ok" if error is None else ("interrupted" if control.cancelled.is_set() else "failed")
+    if status == "failed":
+        detail = error if error == "kernel died" or error.startswith("timeout") else f"error: {error}"
+        print(f"[run] {notebook}:{group}: failed ({detail})", file=sys.stderr, flush=True)
+    if running.is_file():
+        _hide_parameter_cells(running, digest, status, seconds, error, dest=target)
+        running.unlink()
     return status, seconds
 
 
-def run_plan(plan: Plan, only: str | None = None, force: bool = False,
-             jobs: int = 1) -> dict[tuple[str, str], tuple[str, float]]:
+STATUSES = ("ok", "reused", "failed", "interrupted", "cancelled")
+
+
+def run_plan(plan: Plan, only: str | None = None, force: bool = False, jobs: int = 1,
+             control: RunControl | None = None) -> dict[tuple[str, str], tuple[str, float]]:
     """Execute the plan's notebooks × groups (filtered by ``only``); returns {(notebook, group): (status, s)}.
 
     Each notebook's groups run in plan order with its page group last (re-executed when another row
     ran, so the page tabulates every row). ``jobs`` > 1 runs that many notebooks at once (each in its
     own kernel; shared result rows are locked by ``train_or_load``, so none is trained twice).
+    Called from the main thread, Ctrl-C is handled by ``control`` (see :class:`RunControl`):
+    queued notebooks are ``cancelled``, running ones ``interrupted``.
     """
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     from tqdm import tqdm
+
+    from mernb.kernels import fork_server
 
     selected = plan.executions(only)
     if not selected:
@@ -259,39 +458,71 @@ def run_plan(plan: Plan, only: str | None = None, force: bool = False,
     for notebook, _ in selected:
         page = plan.page_group(notebook)
         per_notebook[notebook] = [g for nb, g in selected if nb == notebook and g != page] + [page]
-    os.environ.setdefault("MERNB_PLAN", plan.name)
+    env = {ROOT_ENV: str(plan.root)}
     if jobs > 1:  # kernels share the cores: keep each kernel's BLAS/OpenMP pool small
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, str(max(1, (os.cpu_count() or 1) // jobs)))
-
-    def run_notebook(notebook: str) -> dict[tuple[str, str], tuple[str, float]]:
-        done: dict[tuple[str, str], tuple[str, float]] = {}
-        for group in per_notebook[notebook]:
-            is_page = group == plan.page_group(notebook)
-            rows_changed = any(status == "ok" for status, _ in done.values())
-            done[(notebook, group)] = execute(plan, notebook, group, force=force and (notebook, group) in selected,
-                                              rerun=is_page and rows_changed)
-            status, seconds = done[(notebook, group)]
-            tqdm.write(f"[run] {notebook}:{group}: {status} ({seconds:.1f}s)")
-        return done
-
+            env[var] = os.environ.get(var, str(max(1, (os.cpu_count() or 1) // jobs)))
+    control = control or RunControl()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, control.on_sigint) if in_main else None
     results: dict[tuple[str, str], tuple[str, float]] = {}
     start = time.perf_counter()
-    with tqdm(total=len(per_notebook), desc=f"plan {plan.name}", unit="nb") as bar, \
-            ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in as_completed([pool.submit(run_notebook, nb) for nb in per_notebook]):
-            results.update(future.result())
-            bar.update(1)
-    outcomes = {(nb, g): results[(nb, g)] for nb, groups in per_notebook.items() for g in groups}
-    summary = {s: sum(1 for v in outcomes.values() if v[0] == s) for s in ("ok", "reused", "failed")}
-    print(f"[run] plan {plan.name}: {summary['ok']} executed, {summary['reused']} reused, "
-          f"{summary['failed']} failed in {time.perf_counter() - start:.0f}s (jobs={jobs}); "
-          f"executed notebooks in {plan.run_dir.relative_to(REPO_ROOT)}/executed")
+    saved_env = {var: os.environ.get(var) for var in env}
+    os.environ.update(env)  # the same for every kernel (set once, before any starts)
+    try:
+        with fork_server(plan.root) as server:
+
+            def run_notebook(notebook: str) -> dict[tuple[str, str], tuple[str, float]]:
+                done: dict[tuple[str, str], tuple[str, float]] = {}
+                for group in per_notebook[notebook]:
+                    if control.cancelled.is_set():
+                        done[(notebook, group)] = ("cancelled", 0.0)
+                        continue
+                    is_page = group == plan.page_group(notebook)
+                    rows_changed = any(status == "ok" for status, _ in done.values())
+                    done[(notebook, group)] = execute(
+                        plan, notebook, group, force=force and (notebook, group) in selected,
+                        rerun=is_page and rows_changed, control=control, server=server)
+                    status, seconds = done[(notebook, group)]
+                    tqdm.write(f"[run] {notebook}:{group}: {status} ({seconds:.1f}s)")
+                return done
+
+            with tqdm(total=len(per_notebook), desc=f"plan {plan.name}", unit="nb") as bar, \
+                    ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                pending = {pool.submit(run_notebook, nb) for nb in per_notebook}
+                while pending:  # short waits: the main thread stays responsive to Ctrl-C
+                    finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    if control.cancelled.is_set() and control.presses == 1:
+                        control.signal_all(signal.SIGINT)  # a kernel between cells ignores one interrupt
+                    for future in finished:
+                        results.update(future.result())
+                        bar.update(1)
+    finally:
+        for var, value in saved_env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+    outcomes = {(nb, g): results.get((nb, g), ("cancelled", 0.0)) for nb, groups in per_notebook.items()
+                for g in groups}
+    summary = {s: sum(1 for v in outcomes.values() if v[0] == s) for s in STATUSES}
+    counts = ", ".join(f"{summary[s]} {'executed' if s == 'ok' else s}" for s in STATUSES
+                       if summary[s] or s in ("ok", "reused", "failed"))
+    tail = (f"rerun `mernb run {plan.path}` to continue (finished pages and folds are reused)"
+            if control.cancelled.is_set() else f"executed notebooks in {plan.run_dir}/executed")
+    head = "interrupted" if control.cancelled.is_set() else "plan"
+    print(f"[run] {head} {plan.name}: {counts} in {time.perf_counter() - start:.0f}s (jobs={jobs}); {tail}",
+          flush=True)
     return outcomes
 
 
 def main_run(args) -> int:
-    outcomes = run_plan(load_plan(args.plan), only=args.only, force=args.force, jobs=args.jobs)
+    control = RunControl()
+    outcomes = run_plan(load_plan(args.plan), only=args.only, force=args.force, jobs=args.jobs, control=control)
+    if control.cancelled.is_set():
+        return 130
     return 1 if any(status == "failed" for status, _ in outcomes.values()) else 0
 
 

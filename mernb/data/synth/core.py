@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 import zlib
@@ -24,6 +25,7 @@ from mernb.errors import ConfigError, DatasetError
 
 DATASETS = tuple(LAYOUTS)
 MARKER = "SYNTHME.json"
+PARTIAL_MARKER = ".SYNTHME.partial"  # a generation in progress (or interrupted)
 BASE_SIZE = 112  # amplitudes below are in pixels at this frame side and scale with ``size``
 MICRO_AMPLITUDE = (0.6, 1.4)  # px at apex per AU (times the AU's intensity letter), clipped to 0.3..2
 MACRO_GAIN = (5.0, 20.0)  # macro-expressions: micro amplitude times this, capped to stay fold-free
@@ -143,7 +145,8 @@ def generate(
     only every k-th frame of each clip (onset, apex and offset always kept; numbering stays absolute).
     ``size`` is the frame side: at 112 the face's dlib HOG box is about 90 px (≥ 80 needed).
     Same arguments → byte-identical files. A finished set with the same arguments is reused; other
-    content in the target paths is replaced only with ``overwrite=True``.
+    content in the target paths is replaced only with ``overwrite=True``, except a set left unfinished by an
+    interrupted run, which is redone. ``SYNTHME.json`` records paths relative to its own folder.
     """
     if dataset not in LAYOUTS:
         raise ConfigError(f"SynthME dataset {dataset!r} unknown; choose one of {', '.join(DATASETS)}")
@@ -165,20 +168,23 @@ def generate(
               "max_samples_per_subject": max_samples_per_subject, "frame_step": frame_step,
               "max_clip_frames": max_clip_frames, "version": 1}
     marker = out / MARKER
+    partial = out / PARTIAL_MARKER  # written before rendering, removed when the marker is: an interrupted run
     root = out / layout.root_name
     if marker.is_file() and not overwrite:
         saved = json.loads(marker.read_text())
         if saved.get("params") == params and root.is_dir():
             info = saved["info"]
-            return SynthInfo(**{**info, "root": Path(info["root"]),
-                                "annotation": Path(info["annotation"]) if info["annotation"] else None,
+            return SynthInfo(**{**info, "root": out / info["root"],
+                                "annotation": out / info["annotation"] if info["annotation"] else None,
                                 "apex_displacement_px": tuple(info["apex_displacement_px"])})
     if root.exists():
-        if not overwrite:
+        if not (overwrite or partial.is_file()):
             raise DatasetError(f"{root} already exists and was not made by SynthME with these arguments; "
-                               "pass overwrite=True to replace it")
-        shutil.rmtree(root)
+                               "replace it with `mernb synth PLAN --force` (overwrite=True)")
+        shutil.rmtree(root)  # ours from an interrupted run (redone from scratch: output is deterministic)
     marker.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    partial.write_text(json.dumps({"params": params}, indent=1))
 
     if use_fixture:
         all_rows = _select(layout.read_fixture(fixture_file), max_subjects, max_samples_per_subject)  # type: ignore[arg-type]
@@ -227,6 +233,11 @@ def generate(
         n_frames += len(numbers)
     info = SynthInfo(root, annotation, len(all_rows), n_frames, round(time.perf_counter() - start, 3), dataset,
                      params["rows"], tuple(peaks))
-    saved_info = {**asdict(info), "root": str(root), "annotation": str(annotation) if annotation else None}
-    marker.write_text(json.dumps({"params": params, "info": saved_info}, indent=1))
+    # Paths relative to the marker's folder: a moved or copied runs/ folder still reads its own data.
+    saved_info = {**asdict(info), "root": os.path.relpath(root, out),
+                  "annotation": os.path.relpath(annotation, out) if annotation else None}
+    tmp = out / f".{MARKER}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"params": params, "info": saved_info}, indent=1))
+    os.replace(tmp, marker)
+    partial.unlink()
     return info
