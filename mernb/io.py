@@ -1,7 +1,8 @@
 """Files written whole or not at all, and digests of JSON-able values: one place for both.
 
-Used by the results files (:mod:`mernb.report.results`), the LOSO fold files (:mod:`mernb.train.loso`) and
-the shared rows' checkpoints (:mod:`mernb.experiments.common`).
+Used by the results files (:mod:`mernb.report.results`), the LOSO fold files (:mod:`mernb.train.loso`),
+the shared rows' checkpoints (:mod:`mernb.experiments.common`), the executed notebooks (:mod:`mernb.plan`)
+and the clip and prefix-token caches.
 
 Temporary files are made with a unique name beside the target (so two writers never share one) and get
 the permissions an ordinary ``open`` would give (``0o666`` less the umask), so a group-shared results
@@ -19,8 +20,15 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def current_umask() -> int:
+    """The process umask, read without changing it (``/proc`` on Linux, thread-safe; elsewhere set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
@@ -34,7 +42,7 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()

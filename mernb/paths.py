@@ -51,38 +51,3 @@ def project_path(path: str | Path, root: str | Path | None = None) -> Path:
     if path.is_absolute():
         return path
     return Path(root) / path if root is not None else project_root() / path
-
-
-def current_umask() -> int:
-    """The process umask, read without changing it (``/proc`` on Linux; elsewhere set and restored)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through a uniquely named temporary file in the same folder, then rename.
-
-    Concurrent writers never share a temporary file, readers never see a partial file, and the result
-    has the mode a plain ``open()`` would give (``0666`` less the umask, not ``mkstemp``'s ``0600``).
-    Used by ``mernb.plan`` for executed notebooks; the other atomic writers can use it too.
-    """
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

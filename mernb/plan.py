@@ -53,7 +53,8 @@ from typing import Any
 import yaml
 
 from mernb.errors import ConfigError
-from mernb.paths import PACKAGE_ROOT, ROOT_ENV, atomic_write, find_root, project_root
+from mernb.io import write_text_atomic
+from mernb.paths import PACKAGE_ROOT, ROOT_ENV, find_root, project_root
 
 REPO_ROOT = PACKAGE_ROOT  # mernb's own checkout (its git commit versions the pages); plans carry their root
 BOOK_STAGE = "runs/book"  # _toc.yml points here; `mernb book` fills it from a plan's executed pages
@@ -316,7 +317,7 @@ def _hide_parameter_cells(nb_path: Path, digest: str, status: str, seconds: floa
     if error:
         meta["error"] = error
     nb.setdefault("metadata", {})["mernb"] = meta
-    atomic_write(dest or nb_path, json.dumps(nb, indent=1))  # unique temporary name: concurrent runs never collide
+    write_text_atomic(dest or nb_path, json.dumps(nb, indent=1))  # unique temporary name: concurrent runs never collide
 
 
 class RunControl:

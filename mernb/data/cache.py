@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mernb.errors import DatasetError
+from mernb.io import write_atomic
 
 #: Bump when prepared clips change for the same parameters (invalidates every cached clip).
 CACHE_VERSION = 2  # 2: black (not edge-replicated) borders in face alignment; AppleDouble/hidden files ignored
@@ -78,18 +77,9 @@ class ClipCache:
             return None
 
     def save(self, key: str, array: np.ndarray) -> Path:
-        """Store atomically: write a temporary file beside the target, then ``os.replace`` it."""
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:12]}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        """Store atomically (:func:`mernb.io.write_atomic`: unique temporary file, umask-honouring mode)."""
+        array = np.ascontiguousarray(array)
+        return write_atomic(self.path(key), lambda fh: np.save(fh, array, allow_pickle=False))
 
     def get_or_create(
         self, paths: Iterable[str | Path], params: Mapping[str, Any], create: Callable[[], np.ndarray]

@@ -35,6 +35,7 @@ from mernb.data.records import HIDDEN_LABEL, Sample
 from mernb.data.sources import load_samples
 from mernb.errors import MernbError
 from mernb.io import digest, save_torch_atomic, write_atomic
+from mernb.paths import project_path
 from mernb.report.results import train_or_load
 from mernb.train.loso import Experiment, Fold, label_index, loso_folds, run_folds, sample_fingerprint
 
@@ -112,7 +113,7 @@ def prepare_protocol_data(
     selected = proto.select(samples)
     if not selected:
         raise MernbError(f"protocol {protocol!r} selects no sample of {dataset!r}")
-    cache = ClipCache(Path(cache_dir) / "clips")
+    cache = ClipCache(project_path(cache_dir) / "clips")
     options = dict(num_frames=num_frames, size=size, align=align, fallback=align_fallback, mode=mode)
     report = prepare_all(selected, cache=cache, n_workers=n_workers, keep=True, **options)
     failed = dict(report.failures)
@@ -123,8 +124,9 @@ def prepare_protocol_data(
 
 
 def shared_dir(results_dir: str | Path) -> Path:
-    """``runs/<plan>/results/<paper>/shared`` from any notebook's ``results_dir`` (``.../<paper>/<notebook>``)."""
-    return Path(results_dir).parent / "shared"
+    """``runs/<plan>/results/<paper>/shared`` from any notebook's ``results_dir`` (``.../<paper>/<notebook>``;
+    relative to the project root, whatever the working directory)."""
+    return project_path(results_dir).parent / "shared"
 
 
 def trainable_state(model: Any) -> dict[str, Any]:

@@ -65,6 +65,7 @@ from mernb.experiments.common import (
 )
 from mernb.models import create_model
 from mernb.models.feature_cache import PrefixCache
+from mernb.paths import project_path
 from mernb.train.device_data import DeviceView, flip_where
 from mernb.train.experiment import TorchExperiment
 from mernb.train.loop import OptimConfig
@@ -298,7 +299,7 @@ def hlora_recipe(
 
     cache = signature = None
     if template.prefix_frozen:
-        cache = PrefixCache(Path(cache_dir) / "hlora_prefix" if cache_dir else None, dtype=_DTYPES[cache_dtype],
+        cache = PrefixCache(project_path(cache_dir) / "hlora_prefix" if cache_dir else None, dtype=_DTYPES[cache_dtype],
                             chunk=64)
         signature = template.prefix_signature()
     filled = [cache is None]
@@ -410,7 +411,7 @@ def write_synthetic_meview(data_root: str | Path, source: str = "casme2") -> Pat
     """
     from mernb.data.sources import SYNTH_MARKER, load_samples
 
-    out = Path(data_root) / "meview"
+    out = project_path(data_root) / "meview"
     marker = out / SYNTH_MARKER
     root = out / "MEVIEW"
     params = {"dataset": "meview", "source": source, "version": 1}
@@ -431,7 +432,7 @@ def write_synthetic_meview(data_root: str | Path, source: str = "casme2") -> Pat
         rows.append(f"p{s.subject},{clip},{s.onset},{apex},{s.offset},{MEVIEW_LABELS.get(s.label, 'others')}")
     annotation = root / "meview.csv"
     annotation.write_text("\n".join(rows) + "\n")
-    info = {"root": str(root.resolve()), "annotation": str(annotation.resolve()), "dataset": "meview",
+    info = {"root": root.name, "annotation": f"{root.name}/{annotation.name}", "dataset": "meview",  # relative
             "n_samples": len(samples), "note": f"MEVIEW-format copy of SynthME {source} (smoke plan only)"}
     marker.write_text(json.dumps({"params": params, "info": info}, indent=1))
     return out

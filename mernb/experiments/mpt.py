@@ -54,6 +54,7 @@ from mernb.experiments.common import (
     seed_list,
 )
 from mernb.io import digest
+from mernb.paths import project_path
 from mernb.train.device_data import DeviceView, flip_where
 from mernb.train.experiment import TorchExperiment
 from mernb.train.loop import OptimConfig, SchedulerConfig
@@ -232,17 +233,18 @@ def prepare_inputs(spec: Mapping[str, Any], data: ProtocolData, cache_dir: str |
         probe = probe_model(spec, len(data.classes))
     norm = getattr(probe, "data_config", {})
     mean, std = norm.get("mean", (0.5, 0.5, 0.5)), norm.get("std", (0.5, 0.5, 0.5))
+    method = getattr(probe, "dynamic_image", "rankpool")  # official zero-sum weights, or the appearance-keeping port
     motion_on = spec["kind"] == "mpt" and getattr(probe, "prompt_kind", "none") == "motion"
-    disk = ClipCache(Path(cache_dir) / "mpt_inputs") if (cache_dir is not None and motion_on) else None
+    disk = ClipCache(project_path(cache_dir) / "mpt_inputs") if (cache_dir is not None and motion_on) else None
     out: dict[str, dict[str, torch.Tensor]] = {}
     digests = data.input_digests()
     for sample in data.samples:
         clip = data.clips[sample.sample_id]
         clip_hash = digests[sample.sample_id]
-        image_key = _digest(["image", clip_hash, mean, std, spec["image_size"], INPUT_VERSION])
+        image_key = _digest(["image", clip_hash, mean, std, spec["image_size"], method, INPUT_VERSION])
         if image_key not in _INPUTS:
-            _INPUTS[image_key] = {"image": dynamic_image_input(clip, mean=mean, std=std,
-                                                               img_size=int(spec["image_size"])).float()}
+            _INPUTS[image_key] = {"image": dynamic_image_input(clip, mean=mean, std=std, img_size=int(spec["image_size"]),
+                                                               method=method).float()}
         entry = dict(_INPUTS[image_key])
         if motion_on:
             fps = sampled_fps(sample, clip.shape[0])

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+
+from mernb.io import save_torch_atomic
 
 __all__ = ["PrefixCache"]
 
@@ -68,7 +69,11 @@ class PrefixCache:
         if entry is None and self.directory is not None:
             path = self._file(signature, key, flip)
             if path.is_file():
-                entry = torch.load(path, map_location="cpu", weights_only=True)
+                try:
+                    entry = torch.load(path, map_location="cpu", weights_only=True)
+                except Exception as exc:  # truncated or foreign file: recompute it
+                    warnings.warn(f"prefix-token cache file {path} is unreadable ({exc}); recomputing it", stacklevel=2)
+                    return None
                 if self.in_memory:
                     self._memory[(signature, key, flip)] = entry
         return entry
@@ -84,10 +89,7 @@ class PrefixCache:
             meta = path.parent / "signature.json"
             if not meta.exists():
                 meta.write_text(json.dumps(dict(signature=signature), indent=1))
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            os.close(fd)
-            torch.save(tokens.clone(), tmp)
-            os.replace(tmp, path)
+            save_torch_atomic(path, tokens.clone())
 
     def tokens(
         self,
