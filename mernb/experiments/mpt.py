@@ -78,7 +78,7 @@ __all__ = [
 
 #: The paper's MPT options (Section IV-A); plan settings override them.
 MPT_DEFAULTS: dict[str, Any] = dict(
-    prompt="motion", adapter="group", finetune="frozen", num_prompts=5, reduction=8,
+    prompt="motion", adapter="group", finetune="frozen", num_prompts=5, reduction=8, dynamic_image="rankpool",
     alpha=20.0, low=0.4, high=4.0, motion_source="motion",
 )
 #: Training/input settings (not model options).
@@ -118,6 +118,8 @@ def row_spec(settings: Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
     model = merged.pop("model")
     if kind == "vit":
         options = {k: v for k, v in overrides.items() if k not in (*TRAIN_KEYS, "kind", "model")}
+        if options.get("dynamic_image") == "rankpool":  # the default, spelled out: the same model
+            options.pop("dynamic_image")
     elif kind == "mpt":
         options = {**MPT_DEFAULTS, **merged}
         if options["prompt"] != "motion":
