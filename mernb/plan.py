@@ -375,7 +375,8 @@ def execute(plan: Plan, notebook: str, group: str, force: bool = False, rerun: b
     source = plan.source(notebook)
     target = plan.executed_path(notebook, group)
     params = plan.parameters(notebook, group, force=force)
-    digest = _params_digest({**params, "_code": _code_version()})  # new code → pages re-executed
+    # new code or changed data (a corrected label, new frames) → pages re-executed
+    digest = _params_digest({**params, "_code": _code_version(), "_inputs": _inputs_version(plan, params)})
     if not (force or rerun) and _is_fresh(target, source, digest):
         return "reused", 0.0
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -549,6 +550,49 @@ def toc_notebooks() -> list[str]:
 
     walk(toc)
     return found
+
+
+def _tree_stat(folder: Path, depth: int | None = None) -> list[tuple[str, int, int]]:
+    """(relative path, size, mtime ns) of the files under ``folder`` (``depth``: folder levels to descend)."""
+    out = []
+    base = len(folder.parts)
+    for here, dirs, files in os.walk(folder):
+        level = len(Path(here).parts) - base
+        dirs.sort()
+        if depth is not None and level >= depth:
+            dirs[:] = []
+        for name in sorted(files) + ([] if depth is None else [d + "/" for d in dirs]):
+            path = Path(here) / name.rstrip("/")
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            out.append((str(path.relative_to(folder)), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _inputs_version(plan: Plan, params: dict[str, Any]) -> str:
+    """A digest of the data a notebook reads, so a changed annotation file or frame re-executes its page.
+
+    SynthME (``data_root``): every file's name, size and modification time. Real data (the user config):
+    the config file itself, each configured annotation file, and the dataset folders two levels deep
+    (subject and clip folders: frames added or removed change their modification times).
+    """
+    from mernb.config import config_path, load_config
+
+    data_root = params.get("data_root")
+    if data_root:
+        folder = Path(data_root) if Path(data_root).is_absolute() else plan.root / data_root
+        return _params_digest({"synthme": _tree_stat(folder)}) if folder.is_dir() else "absent"
+    path = config_path()
+    entries: dict[str, Any] = {"config": path.read_text() if path else None}
+    for name, entry in load_config().datasets.items():
+        for key in ("annotation", "root"):
+            value = (entry or {}).get(key)
+            if value and Path(value).expanduser().exists():
+                target = Path(value).expanduser()
+                entries[f"{name}.{key}"] = _tree_stat(target, depth=2) if target.is_dir() else target.stat().st_mtime_ns
+    return _params_digest(entries)
 
 
 def _code_version() -> str:

@@ -256,3 +256,31 @@ def test_executed_notebooks_honour_the_umask_and_use_unique_temporary_files(repo
     for t in threads:
         t.join()
     assert errors == [] and not list(target.parent.glob("*.tmp"))
+
+
+def test_changed_data_re_executes_the_page(repo, monkeypatch):
+    """Issue 10 §2: a page whose input data changed (a corrected label) is not answered by its old copy."""
+    import os
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("data_root = None\ngroup = None\ngroups = {}\nresults_dir = '.'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("print(open(f'{data_root}/labels.csv').read())")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, repo / "notebooks" / "demo" / "data.ipynb")
+    data = repo / "data"
+    data.mkdir()
+    (data / "labels.csv").write_text("clip,label\nEP1,happiness\n")
+    (repo / "plans" / "d.yaml").write_text(
+        "name: d\nkind: synthetic\ndescription: data plan\nglobal_params: {data_root: data}\n"
+        "notebooks:\n  demo/data:\n    parameter_groups:\n      a: {}\n")
+    monkeypatch.setattr(planmod, "_code_version", lambda: "commit-1")
+    plan = planmod.load_plan(repo / "plans" / "d.yaml")
+    assert planmod.run_plan(plan)[("demo/data", "a")][0] == "ok"
+    assert planmod.run_plan(plan)[("demo/data", "a")][0] == "reused"
+    (data / "labels.csv").write_text("clip,label\nEP1,surprise\n")
+    stat = (data / "labels.csv").stat()
+    os.utime(data / "labels.csv", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert planmod.run_plan(plan)[("demo/data", "a")][0] == "ok"
+    executed = json.loads(plan.executed_path("demo/data", "a").read_text())
+    assert "surprise" in json.dumps(executed["cells"][-1]["outputs"])
