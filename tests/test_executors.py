@@ -87,7 +87,8 @@ def test_env_selects_executor(monkeypatch):
 
 def test_cli_flags_travel_as_environment(monkeypatch):
     for var in ("MERNB_EXECUTOR", "MERNB_SLURM_PARTITION", "MERNB_SLURM_GPUS_PER_JOB", "MERNB_SLURM_MAX_JOBS"):
-        monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(var, "")  # recorded, so what export_env sets is undone after the test
+        monkeypatch.delenv(var)
     executors.export_env(argparse.Namespace(executor="submitit-local", slurm_partition="a100", gpus_per_job=2,
                                             max_jobs=5))
     assert os.environ["MERNB_EXECUTOR"] == "submitit-local"
