@@ -116,7 +116,11 @@ class TokenDataset(Dataset):
         inputs["flipped"] = torch.stack([self.get(sid, True).float() for sid in ids])
 
         def pick(x: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {"tokens": torch.where(mask.view(-1, 1, 1, 1), x["flipped"], x["tokens"])}
+            idx = mask.nonzero(as_tuple=True)[0]
+            tokens = x["tokens"]
+            if idx.numel():
+                tokens[idx] = x["flipped"].index_select(0, idx)
+            return {"tokens": tokens}
 
         return DeviceView(inputs, labels, pick, pack=lambda x: {"tokens": x["tokens"]})
 

@@ -42,9 +42,12 @@ def index_inputs(inputs: Inputs, idx: torch.Tensor) -> Inputs:
 
 
 def flip_where(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``x`` with the samples where ``mask`` (B,) is True flipped along the last (width) axis."""
-    shape = (-1,) + (1,) * (x.dim() - 1)
-    return torch.where(mask.view(shape), x.flip(-1), x)
+    """``x`` with the samples where ``mask`` (B,) is True flipped along the last (width) axis, **in place**
+    (``x`` is a batch the iterator has just gathered: only the flipped samples are copied)."""
+    idx = mask.nonzero(as_tuple=True)[0]
+    if idx.numel():
+        x[idx] = x.index_select(0, idx).flip(-1)
+    return x
 
 
 def stack_items(items: list[Any]) -> Inputs:
