@@ -332,10 +332,11 @@ def tiny_vae() -> nn.Module:
     the smoke plan: same interface and scale factor as the DiT VAE, no weights file needed."""
     from diffusers import AutoencoderKL
 
-    torch.manual_seed(0)
-    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8, 8),
-                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                         layers_per_block=1, norm_num_groups=4, sample_size=64)
+    with torch.random.fork_rng(devices=[]):  # the same weights every time, global RNG untouched
+        torch.manual_seed(0)
+        return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8, 8),
+                             down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                             layers_per_block=1, norm_num_groups=4, sample_size=64)
 
 
 def load_vae(vae: str | Path | nn.Module) -> nn.Module:
