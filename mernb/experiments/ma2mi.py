@@ -61,7 +61,8 @@ from mernb.train.runtime import pick_device, set_seed
 __all__ = [
     "MacroData", "prepare_macro_data", "PairDataset", "pretrain_run", "PretrainRun", "OnsetApexDataset",
     "MA2MIRecipe", "ma2mi_recipe", "run_row", "prepare", "train_row", "shared_dir", "row_key",
-    "ensure_synthetic_macro", "draw_pairs", "augment_pair",
+    "ensure_synthetic_macro", "draw_pairs", "augment_pair", "PROTOCOLS", "limit_subjects", "targets", "macro_sets",
+    "row_metrics", "PairView", "gradcam_maps", "reconstruction_examples",
 ]
 
 DEFAULT_K = (1, 4)
@@ -499,3 +500,95 @@ def train_row(
     recipe = ma2mi_recipe(data, pretrained=pretrained, seed=seed, **{k: s[k] for k in keys if k in s})
     doc = run_row(results_dir, recipe, seed=seed, force=force, plan=plan, notebook=notebook)
     return recipe, doc
+
+
+# fine-tuning sets of the paper: protocol, split, metrics reported
+PROTOCOLS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "casme2": ("casme2_5class", "loso", ("acc", "uf1")),
+    "samm": ("samm_5class", "loso", ("acc", "uf1")),
+    "mmew": ("mmew_6class", "kfold5", ("acc",)),
+}
+
+
+def limit_subjects(data: ProtocolData, max_subjects: int | None) -> ProtocolData:
+    """Keep the first ``max_subjects`` subjects (natural order; smoke runs only)."""
+    if max_subjects:
+        keep = [f.test_subjects[0] for f in loso_folds(data.samples)][: int(max_subjects)]
+        data.samples = [s for s in data.samples if s.subject_key in keep]
+        data.clips = {s.sample_id: data.clips[s.sample_id] for s in data.samples}
+    return data
+
+
+def targets(datasets: Sequence[str], *, data_root: str | Path | None, cache_dir: str | Path, image_size: int,
+            align_fallback: str = "error", max_subjects: int | None = None) -> dict[str, ProtocolData]:
+    """The fine-tuning sets' onset/apex data (protocols of :data:`PROTOCOLS`)."""
+    return {name: limit_subjects(prepare(name, PROTOCOLS[name][0], data_root=data_root, cache_dir=cache_dir,
+                                         image_size=image_size, align_fallback=align_fallback), max_subjects)
+            for name in datasets}
+
+
+def macro_sets(names: Sequence[str], *, data_root: str | Path | None, cache_dir: str | Path, size: int,
+               max_clips: int | None = None, synth: dict[str, Any] | None = None) -> dict[str, MacroData]:
+    """Prepared macro sets by name; with ``data_root`` (smoke plan) the SynthME macro sets are written
+    first when missing (``synth``: :func:`ensure_synthetic_macro` options)."""
+    out = {}
+    for name in names:
+        if data_root:
+            ensure_synthetic_macro(name, data_root, **(synth or {}))
+        out[name] = prepare_macro_data(name, data_root=data_root, cache_dir=cache_dir, size=size, max_clips=max_clips)
+    return out
+
+
+def row_metrics(doc: dict[str, Any] | None) -> dict[str, Any]:
+    """The pooled metrics of a row document ({} when absent)."""
+    return dict(doc["result"]["metrics"]) if doc is not None else {}
+
+
+class PairView(torch.nn.Module):
+    """Single-input view of MIACNet for pytorch_grad_cam: ``x`` is onset and apex stacked on channels (B, 6, S, S)."""
+
+    def __init__(self, model: MIACNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x[:, :3], x[:, 3:])
+
+
+def gradcam_maps(model: MIACNet, pairs: torch.Tensor, targets_: Sequence[int], branch: str = "fae") -> np.ndarray:
+    """Grad-CAM (pytorch_grad_cam) maps (N, S, S) in [0, 1] of ``branch``'s last ResNet stage for the given
+    classes; ``pairs`` (N, 2, 3, S, S) onset/apex in [0, 1] (Fig. 6)."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    encoder = getattr(model, branch)
+    if encoder is None:
+        raise MernbError(f"this MIACNet has no {branch}")
+    layer = encoder.net.layer4[-1]
+    view = PairView(model).eval()
+    x = pairs.flatten(1, 2).to(next(model.parameters()).device)
+    with GradCAM(model=view, target_layers=[layer]) as cam:
+        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets_])
+    return np.asarray(maps, dtype=np.float32)
+
+
+def reconstruction_examples(run: PretrainRun, macro: MacroData, n: int = 4, seed: int = 0,
+                            device: str | None = None) -> dict[str, np.ndarray]:
+    """``n`` macro pairs with the model's reconstruction of I_{t+k} (decoded through the VAE for the latent
+    variant): uint8 arrays ``it``, ``itk``, ``pred`` (n, S, S, 3) and ``diff`` = |I_{t+k} - I_t| amplified
+    (Fig. 6). The pairs use the run's ``k_range``."""
+    k_range = tuple(run.doc["config"]["k_range"])
+    rng = np.random.default_rng([seed, 999])
+    pairs = draw_pairs([len(c) for c in macro.clips], k_range, rng)[:n]
+    it = torch.stack([torch.from_numpy(macro.clips[c][t]) for c, t, _ in pairs]).permute(0, 3, 1, 2).float() / 255
+    itk = torch.stack([torch.from_numpy(macro.clips[c][tk]) for c, _, tk in pairs]).permute(0, 3, 1, 2).float() / 255
+    model = run.model(device)
+    dev = next(model.parameters()).device
+    pred = model.predict_next(it.to(dev), itk.to(dev)).cpu()
+
+    def u8(x: torch.Tensor) -> np.ndarray:
+        return (x.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+
+    diff = ((itk - it).abs() * 8).clamp(0, 1)
+    return {"it": u8(it), "itk": u8(itk), "pred": u8(pred), "diff": u8(diff),
+            "clips": np.array([macro.samples[c].clip for c, _, _ in pairs])}
