@@ -132,3 +132,16 @@ def test_pretraining_run_is_shared_and_fine_tuning_rows_are_keyed(tmp_path):
     assert not any(p.requires_grad for p in frozen.fae.parameters())
     with pytest.raises(MernbError):
         ma2mi_recipe(data, pretrained=run, epochs=1, fpe="none")
+
+
+def test_macro_clips_read_lazily_equal_the_in_memory_ones(tmp_path):
+    from mernb.experiments.ma2mi import ensure_synthetic_macro, prepare_macro_data
+
+    ensure_synthetic_macro("afew", tmp_path / "synth", size=32, max_subjects=1, max_samples_per_subject=3)
+    options = dict(data_root=tmp_path / "synth", cache_dir=tmp_path / "cache", size=32)
+    eager = prepare_macro_data("afew", **options)
+    lazy = prepare_macro_data("afew", in_memory=False, **options)
+    assert len(eager.clips) == len(lazy.clips) == 3 and eager.lengths == lazy.lengths
+    assert eager.lengths == [len(s.frame_paths) for s in eager.samples]
+    assert all(np.array_equal(eager.clips[i], lazy.clips[i]) for i in range(3))
+    assert set(eager.classes) <= {"angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}

@@ -86,42 +86,71 @@ class MacroData:
 
     dataset: str
     samples: list[Sample]
-    clips: list[np.ndarray] = field(repr=False)
+    clips: Sequence[np.ndarray] = field(repr=False)
     classes: list[str]
     dropped: list[tuple[str, str]] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.lengths:
+            self.lengths = [len(c) for c in self.clips]
 
     @property
     def n_frames(self) -> int:
-        return sum(len(c) for c in self.clips)
+        return sum(self.lengths)
 
     def summary(self) -> str:
         return (f"{self.dataset}: {len(self.clips)} clips, {self.n_frames} frames, labels {self.classes}"
                 + (f", {len(self.dropped)} dropped" if self.dropped else ""))
 
 
+class CachedClips(Sequence):
+    """Macro clips read from the clip cache on access (real DFEW/FERV39K do not fit in memory at 224²):
+    ``len(clips[i])`` is known without reading; ``clips[i]`` is the (T, S, S, 3) uint8 clip."""
+
+    def __init__(self, samples: Sequence[Sample], cache: ClipCache, size: int, lengths: Sequence[int]) -> None:
+        self.samples, self.cache, self.size = list(samples), cache, size
+        self.lengths = list(lengths)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        from mernb.data.clips import prepare_clip
+
+        return prepare_clip(self.samples[i], mode="all", align=False, size=self.size, cache=self.cache)
+
+
 def prepare_macro_data(dataset: str, *, data_root: str | Path | None, cache_dir: str | Path, size: int,
-                       max_clips: int | None = None, min_frames: int = 2, n_workers: int = 1) -> MacroData:
+                       max_clips: int | None = None, min_frames: int = 2, n_workers: int = 1,
+                       in_memory: bool = True) -> MacroData:
     """Every frame of each clip of a macro set, resized to ``size`` (cached). Clips shorter than
-    ``min_frames`` or unreadable are dropped (listed in ``dropped``); ``max_clips`` keeps the first ones."""
+    ``min_frames`` or unreadable are dropped (listed in ``dropped``); ``max_clips`` keeps the first ones.
+    ``in_memory=False`` keeps only the clip cache's files and reads a clip when a pair needs it (paper plan)."""
     samples, _ = load_samples(dataset, data_root)
     samples = sorted(samples, key=lambda s: s.sample_id)[:max_clips]
-    report = prepare_all(samples, cache=ClipCache(Path(cache_dir) / "clips"), n_workers=n_workers, keep=True,
-                         progress=False, mode="all", align=False, size=size)
+    cache = ClipCache(Path(cache_dir) / "clips")
+    report = prepare_all(samples, cache=cache, n_workers=n_workers, keep=in_memory, progress=False, mode="all",
+                         align=False, size=size)
+    failed = dict(report.failures)
     dropped = list(report.failures)
-    kept, clips = [], []
+    kept, clips, lengths = [], [], []
     for s in samples:
-        clip = report.clips.get(s.sample_id)
-        if clip is None:
+        if s.sample_id in failed:
             continue
-        if len(clip) < min_frames:
-            dropped.append((s.sample_id, f"{len(clip)} frames < {min_frames}"))
+        n = len(report.clips[s.sample_id]) if in_memory else len(s.frame_paths)
+        if n < min_frames:
+            dropped.append((s.sample_id, f"{n} frames < {min_frames}"))
             continue
         kept.append(s)
-        clips.append(clip)
+        lengths.append(n)
+        if in_memory:
+            clips.append(report.clips[s.sample_id])
     if not kept:
         raise MernbError(f"no usable clip in {dataset}")
     classes = sorted({s.label for s in kept if s.label})
-    return MacroData(dataset, kept, clips, classes, sorted(dropped))
+    store = clips if in_memory else CachedClips(kept, cache, size, lengths)
+    return MacroData(dataset, kept, store, classes, sorted(dropped), lengths)
 
 
 def draw_pairs(lengths: Sequence[int], k_range: tuple[int, int], rng: np.random.Generator) -> list[tuple[int, int, int]]:
@@ -209,14 +238,15 @@ def pretrain_run(
     kwargs = {"variant": variant, **model_kwargs}
     set_seed(seed)
     net = create_model(model, **kwargs)
-    if net.config["img_size"] != macro.clips[0].shape[1]:
-        raise MernbError(f"macro clips are {macro.clips[0].shape[1]}px, {model} takes {net.config['img_size']}px")
+    side = macro.clips[0].shape[1]
+    if net.config["img_size"] != side:
+        raise MernbError(f"macro clips are {side}px, {model} takes {net.config['img_size']}px")
     vae_id = None
     if variant == "latent":
         from mernb.models.ma2mi import vae_digest
 
         vae_id = vae_digest(net.vae)
-    frames_id = _digest([[s.sample_id, len(c)] for s, c in zip(macro.samples, macro.clips, strict=True)])
+    frames_id = _digest([[s.sample_id, n] for s, n in zip(macro.samples, macro.lengths, strict=True)])
     config = {"model": model, "model_config": net.config, "macro": macro.dataset, "frames": frames_id,
               "k_range": list(k_range), "epochs": epochs, "batch_size": batch_size, "lr": lr,
               "weight_decay": weight_decay, "lr_gamma": lr_gamma, "seed": seed, "vae": vae_id, "amp": amp}
@@ -235,7 +265,7 @@ def pretrain_run(
 
         def make_dataset(epoch: int) -> Dataset:
             rng = np.random.default_rng([seed, epoch])
-            return PairDataset(macro, draw_pairs([len(c) for c in macro.clips], k_range, rng), moments,
+            return PairDataset(macro, draw_pairs(macro.lengths, k_range, rng), moments,
                                labels=variant == "maer")
 
         history = pretrain(net, make_dataset, out_dir=run_dir, epochs=epochs, batch_size=batch_size,
@@ -528,14 +558,16 @@ def targets(datasets: Sequence[str], *, data_root: str | Path | None, cache_dir:
 
 
 def macro_sets(names: Sequence[str], *, data_root: str | Path | None, cache_dir: str | Path, size: int,
-               max_clips: int | None = None, synth: dict[str, Any] | None = None) -> dict[str, MacroData]:
+               max_clips: int | None = None, synth: dict[str, Any] | None = None,
+               in_memory: bool = True) -> dict[str, MacroData]:
     """Prepared macro sets by name; with ``data_root`` (smoke plan) the SynthME macro sets are written
     first when missing (``synth``: :func:`ensure_synthetic_macro` options)."""
     out = {}
     for name in names:
         if data_root:
             ensure_synthetic_macro(name, data_root, **(synth or {}))
-        out[name] = prepare_macro_data(name, data_root=data_root, cache_dir=cache_dir, size=size, max_clips=max_clips)
+        out[name] = prepare_macro_data(name, data_root=data_root, cache_dir=cache_dir, size=size, max_clips=max_clips,
+                                       in_memory=in_memory)
     return out
 
 
@@ -579,7 +611,7 @@ def reconstruction_examples(run: PretrainRun, macro: MacroData, n: int = 4, seed
     (Fig. 6). The pairs use the run's ``k_range``."""
     k_range = tuple(run.doc["config"]["k_range"])
     rng = np.random.default_rng([seed, 999])
-    pairs = draw_pairs([len(c) for c in macro.clips], k_range, rng)[:n]
+    pairs = draw_pairs(macro.lengths, k_range, rng)[:n]
     it = torch.stack([torch.from_numpy(macro.clips[c][t]) for c, t, _ in pairs]).permute(0, 3, 1, 2).float() / 255
     itk = torch.stack([torch.from_numpy(macro.clips[c][tk]) for c, _, tk in pairs]).permute(0, 3, 1, 2).float() / 255
     model = run.model(device)
