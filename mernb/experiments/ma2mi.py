@@ -228,12 +228,16 @@ def pretrain_run(
     device: str | None = None,
     amp: bool = True,
     cache_dir: str | Path | None = None,
+    num_workers: int = 0,
     force: bool = False,
     plan: str | None = None,
     notebook: str | None = None,
     **model_kwargs: Any,
 ) -> PretrainRun:
-    """Train-or-load one pre-training run (shared by key); returns its checkpoint (``fpe.*``, ``fae.*``, ...)."""
+    """Train-or-load one pre-training run (shared by key); returns its checkpoint (``fpe.*``, ``fae.*``, ...).
+
+    ``num_workers``: DataLoader workers reading the pairs (useful with lazily read clips; not part of the key).
+    """
     device = None if device in (None, "auto") else device
     kwargs = {"variant": variant, **model_kwargs}
     set_seed(seed)
@@ -270,7 +274,7 @@ def pretrain_run(
 
         history = pretrain(net, make_dataset, out_dir=run_dir, epochs=epochs, batch_size=batch_size,
                            optimizer=OptimConfig(name="adamw", lr=lr, weight_decay=weight_decay), lr_gamma=lr_gamma,
-                           seed=seed, config=config, device=device, amp=amp)
+                           seed=seed, config=config, device=device, amp=amp, num_workers=num_workers)
         times = [h["seconds"] for h in history]
         return {"history": history, "checkpoint": str(run_dir / "final.pt"), "latent_encode_s": encode_s,
                 "pairs_per_s": sum(h["items"] for h in history) / max(1e-9, sum(times))}
@@ -524,6 +528,7 @@ def train_row(
             batch_size=int(s.get("pretrain_batch_size", 32)), lr=float(s.get("pretrain_lr", 4e-4)),
             weight_decay=float(s.get("pretrain_weight_decay", 0.1)), lr_gamma=float(s.get("lr_gamma", 0.96)),
             seed=seed, device=s.get("device"), amp=bool(s.get("amp", True)), cache_dir=s.get("cache_dir"),
+            num_workers=int(s.get("num_workers", 0)),
             plan=plan, notebook=notebook, fpe=s.get("fpe", "independent"), **extra)
     keys = ("model", "epochs", "batch_size", "lr", "weight_decay", "tune", "fpe", "keep_reconstruction", "rec_weight",
             "crop_pad", "rotation", "flip", "split", "device", "amp", "backbone_weights")
