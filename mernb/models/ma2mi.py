@@ -80,8 +80,8 @@ VAE_SCALE = 0.18215
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# tiny ResNet for the *_test configs (timm ResNet kwargs): BasicBlock [1, 1, 1, 1], 8-64 channels
-_TINY_RESNET = dict(layers=(1, 1, 1, 1), channels=(8, 16, 32, 64), stem_width=8)
+# tiny ResNet for the *_test configs (timm ResNet kwargs): BasicBlock [1, 1, 1, 1], 8-64 channels, deep stem 4-4-8
+_TINY_RESNET = dict(layers=(1, 1, 1, 1), channels=(8, 16, 32, 64), stem_width=4, stem_type="deep")
 
 
 # ---------------------------------------------------------------------------------------------- inputs
