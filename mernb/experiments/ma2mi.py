@@ -484,11 +484,19 @@ def ensure_synthetic_macro(dataset: str, data_root: str | Path, *, size: int = 6
                            max_samples_per_subject: int = 10, seed: int = 0) -> Path:
     """Smoke plan: the SynthME macro set ``dataset`` (dfew, ferv39k, afew) under ``<data_root>/<dataset>``,
     written by :func:`mernb.data.synth.generate` if missing (idempotent). Returns its folder."""
+    import fcntl
+
     from mernb.data.synth import generate
 
     out = Path(data_root) / dataset
-    generate(dataset, out, seed=seed, size=size, max_subjects=max_subjects,
-             max_samples_per_subject=max_samples_per_subject, rows="generated")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{dataset}.lock", "w") as lock:  # notebooks run in parallel (mernb run --jobs)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            generate(dataset, out, seed=seed, size=size, max_subjects=max_subjects,
+                     max_samples_per_subject=max_samples_per_subject, rows="generated")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return out
 
 

@@ -13,6 +13,7 @@ Used by :mod:`mernb.experiments.ma2mi` (pre-training, ``notebooks/ma2mi/*``).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class LatentCache:
         path = self._path(key)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{id(value)}.npy")
+            tmp = path.with_suffix(f".tmp{os.getpid()}.npy")  # atomic across parallel notebooks
             np.save(tmp, value.numpy())
             tmp.replace(path)
 
