@@ -378,4 +378,67 @@ class Dfew(Layout):
         return paths["train"]
 
 
-LAYOUTS: dict[str, Layout] = {cls.name: cls() for cls in (Casme2, Samm, Smic, Casme3, Mmew, Dfew)}
+class Ferv39k(Layout):
+    """FERV39K-like macro-expressions: ``2_ClipsforFaceCrop/<Scene>/<Emotion>/<4-digit clip>/<n>.jpg`` and a
+    split list ``4_setups/All_scenes/train_All.csv`` (lines ``Scene/Emotion/0001 Emotion``); the reader takes
+    the label from the emotion folder."""
+
+    name, fps, fixture, root_name, micro = "ferv39k", 25.0, None, "FERV39K", False
+    default_subjects, default_per_subject = 20, 10
+    scenes = ("Action", "Daily", "Speech")
+    emotions = ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
+    _emotion_names = {"Angry": "anger", "Disgust": "disgust", "Fear": "fear", "Happy": "happiness",
+                      "Neutral": "neutral", "Sad": "sadness", "Surprise": "surprise"}
+
+    def generate_rows(self, rng, n_subjects, per_subject):
+        rows = []
+        for s in range(n_subjects):
+            for k in range(per_subject):
+                number = s * per_subject + k + 1
+                scene = self.scenes[int(rng.integers(len(self.scenes)))]
+                emotion = self.emotions[int(rng.integers(len(self.emotions)))]
+                n = int(rng.integers(16, 33))
+                apex = int(round(rng.uniform(0.4, 0.7) * n))
+                clip = f"{scene}/{emotion}/{number:04d}"
+                rows.append(Row(f"id{s:03d}", clip, 1, apex, n, None, self._emotion_names[emotion], [clip, emotion]))
+        return rows
+
+    def frame_path(self, root, row, number):
+        return root / "2_ClipsforFaceCrop" / Path(row.clip) / f"{number:03d}.jpg"
+
+    def write_annotation(self, out_dir, root, rows):
+        path = root / "4_setups" / "All_scenes" / "train_All.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(f"{r.cells[0]} {r.cells[1]}" for r in rows) + "\n", encoding="utf-8")
+        return path
+
+
+class Afew(Layout):
+    """AFEW-like macro-expressions as frame folders: ``Train_AFEW/<Emotion>/<9-digit clip>/<n>.jpg`` (the
+    reader also accepts the release's ``.avi`` files); no annotation file (labels are the emotion folders)."""
+
+    name, fps, fixture, root_name, micro = "afew", 25.0, None, "AFEW", False
+    default_subjects, default_per_subject = 10, 10
+    emotions = Ferv39k.emotions
+    _emotion_names = Ferv39k._emotion_names
+
+    def generate_rows(self, rng, n_subjects, per_subject):
+        rows = []
+        for s in range(n_subjects):
+            for k in range(per_subject):
+                emotion = self.emotions[int(rng.integers(len(self.emotions)))]
+                clip = f"{13736360 + 7 * (s * per_subject + k):09d}"
+                n = int(rng.integers(16, 33))
+                apex = int(round(rng.uniform(0.4, 0.7) * n))
+                rows.append(Row(f"id{s:03d}", clip, 1, apex, n, None, self._emotion_names[emotion], [clip, emotion]))
+        return rows
+
+    def frame_path(self, root, row, number):
+        return root / "Train_AFEW" / row.cells[1] / row.clip / f"{number:03d}.jpg"
+
+    def write_annotation(self, out_dir, root, rows):
+        (root / "Train_AFEW").mkdir(parents=True, exist_ok=True)
+        return None
+
+
+LAYOUTS: dict[str, Layout] = {cls.name: cls() for cls in (Casme2, Samm, Smic, Casme3, Mmew, Dfew, Ferv39k, Afew)}
