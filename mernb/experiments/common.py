@@ -123,6 +123,15 @@ def prepare_protocol_data(
                         sorted(failed.items()))
 
 
+def keep_first_subjects(data: ProtocolData, max_subjects: int | None) -> ProtocolData:
+    """Keep the first ``max_subjects`` subjects in natural order (smoke plans only; None keeps all)."""
+    if max_subjects:
+        keep = [f.test_subjects[0] for f in loso_folds(data.samples)][: int(max_subjects)]
+        data.samples = [s for s in data.samples if s.subject_key in keep]
+        data.clips = {s.sample_id: data.clips[s.sample_id] for s in data.samples}
+    return data
+
+
 def shared_dir(results_dir: str | Path) -> Path:
     """``runs/<plan>/results/<paper>/shared`` from any notebook's ``results_dir`` (``.../<paper>/<notebook>``;
     relative to the project root, whatever the working directory)."""

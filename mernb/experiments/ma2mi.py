@@ -29,8 +29,6 @@ the numbers); pre-training weight decay 0.1 (stated only for fine-tuning). Used 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,34 +45,36 @@ from mernb.data.clips import prepare_all
 from mernb.data.records import Sample
 from mernb.data.sources import load_samples
 from mernb.errors import MernbError
-from mernb.experiments.common import ProtocolData, prepare_protocol_data
+from mernb.experiments.common import (
+    ProtocolData,
+    SharedRow,
+    keep_first_subjects,
+    metrics_over_seeds,
+    prepare_protocol_data,
+    row_metrics,
+    seed_list,
+    shared_dir,
+)
+from mernb.io import digest
 from mernb.models import create_model
 from mernb.models.latent_cache import LatentCache
 from mernb.models.ma2mi import MA2MIPretrainer, MIACNet, sample_latent
+from mernb.paths import project_path
 from mernb.report.results import train_or_load
 from mernb.train.experiment import TorchExperiment
 from mernb.train.loop import OptimConfig
-from mernb.train.loso import Fold, kfold_subject_folds, label_index, loso_folds, run_folds
+from mernb.train.loso import Fold, kfold_subject_folds, label_index, loso_folds
 from mernb.train.pretrain import pretrain
 from mernb.train.runtime import pick_device, set_seed
 
 __all__ = [
     "MacroData", "prepare_macro_data", "PairDataset", "pretrain_run", "PretrainRun", "OnsetApexDataset",
-    "MA2MIRecipe", "ma2mi_recipe", "run_row", "prepare", "train_row", "shared_dir", "row_key",
-    "ensure_synthetic_macro", "draw_pairs", "augment_pair", "PROTOCOLS", "limit_subjects", "targets", "macro_sets",
+    "MA2MIRecipe", "ma2mi_recipe", "run_row", "prepare", "train_row",
+    "ensure_synthetic_macro", "draw_pairs", "augment_pair", "PROTOCOLS", "targets", "macro_sets",
     "row_metrics", "PairView", "gradcam_maps", "reconstruction_examples",
 ]
 
 DEFAULT_K = (1, 4)
-
-
-def _digest(payload: Any, n: int = 20) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:n]
-
-
-def shared_dir(results_dir: str | Path) -> Path:
-    """``runs/<plan>/results/ma2mi/shared`` from any MA2MI notebook's ``results_dir``."""
-    return Path(results_dir).parent / "shared"
 
 
 # ---------------------------------------------------------------------------------------------- macro data
@@ -250,11 +250,11 @@ def pretrain_run(
         from mernb.models.ma2mi import vae_digest
 
         vae_id = vae_digest(net.vae)
-    frames_id = _digest([[s.sample_id, n] for s, n in zip(macro.samples, macro.lengths, strict=True)])
+    frames_id = digest([[s.sample_id, n] for s, n in zip(macro.samples, macro.lengths, strict=True)])
     config = {"model": model, "model_config": net.config, "macro": macro.dataset, "frames": frames_id,
               "k_range": list(k_range), "epochs": epochs, "batch_size": batch_size, "lr": lr,
               "weight_decay": weight_decay, "lr_gamma": lr_gamma, "seed": seed, "vae": vae_id, "amp": amp}
-    key = _digest(config)
+    key = digest(config)
     path = shared_dir(results_dir) / "pretrain" / f"{key}.json"
     run_dir = path.with_suffix("")
 
@@ -334,18 +334,17 @@ class MA2MIRecipe:
     pretrained: PretrainRun | None = None
     split: str = "loso"
     device: str | None = None
+    row: SharedRow | None = field(default=None, repr=False)
 
     def build_model(self) -> MIACNet:
         return self.experiment.model_fn(self.experiment.num_classes)
 
     def fold_model(self, doc: dict[str, Any], fold: str) -> MIACNet:
-        """A fold's fine-tuned MIACNet (from ``<row>/checkpoints/<fold>.pt``), eval mode."""
-        path = Path(doc["path"]).with_suffix("") / "checkpoints" / f"{fold}.pt"
-        if not path.is_file():
-            raise MernbError(f"no checkpoint {path}: re-run the row with force=True")
-        model = self.build_model()
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=False)
-        return model.to(pick_device(self.device)).eval()
+        """A fold's fine-tuned MIACNet (its trainable weights, loaded strictly; retrained when the checkpoint
+        is gone), eval mode. ``doc`` is the document :func:`run_row` returned for this recipe."""
+        if self.row is None or self.row.doc is None or Path(doc["path"]) != self.row.path:
+            raise MernbError("fold_model needs the document this recipe's row returned (train_row(...))")
+        return self.row.fold_model(fold).to(pick_device(self.device)).eval()
 
     def pair(self, sample_id: str) -> torch.Tensor:
         """The (2, 3, S, S) onset/apex frames of a sample in [0, 1]."""
@@ -441,40 +440,15 @@ def _folds(samples: Sequence[Sample], split: str, seed: int) -> list[Fold]:
     raise MernbError(f"split must be 'loso' or 'kfold<k>', got {split!r}")
 
 
-def row_key(experiment: TorchExperiment, data: ProtocolData, seed: int, split: str) -> str:
-    """Hash of everything that defines a row's predictions (shared across tables and notebooks)."""
-    return _digest({"config": experiment.config, "dataset": data.dataset, "protocol": data.protocol,
-                    "classes": data.classes, "seed": seed, "split": split,
-                    "samples": sorted(s.sample_id for s in data.samples)})
-
-
 def run_row(results_dir: str | Path, recipe: MA2MIRecipe, *, seed: int = 0, force: bool = False,
             plan: str | None = None, notebook: str | None = None) -> dict[str, Any]:
-    """Train-or-load one table row (all folds of ``recipe.split``), shared by key; each fold's fine-tuned
-    weights go to ``<row>/checkpoints/<fold>.pt``. The one place a row is run (to switch to the shared
-    row layer of :mod:`mernb.experiments.common` when it lands)."""
-    data, experiment = recipe.data, recipe.experiment
-    key = row_key(experiment, data, seed, recipe.split)
-    path = shared_dir(results_dir) / f"{key}.json"
-    row_dir = path.with_suffix("")
-
-    def save(fold: Fold, model: torch.nn.Module, info: dict[str, Any]) -> None:
-        (row_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("recon.vae.")}
-        torch.save(state, row_dir / "checkpoints" / f"{fold.name}.pt")
-
-    experiment.on_fold_end = save
-    folds = _folds(data.samples, recipe.split, seed)
-    config = {**experiment.config, "dataset": data.dataset, "protocol": data.protocol, "classes": data.classes,
-              "n_samples": len(data.samples), "seed": seed, "split": recipe.split}
-
-    def compute() -> dict[str, Any]:
-        return run_folds(experiment, data.samples, folds, data.classes, row_dir, seed=seed, force=force,
-                         progress=False).to_dict()
-
-    doc = train_or_load(path, compute, force=force, config=config, plan=plan, notebook=notebook, seeds=[seed],
-                        extra={"row_key": key})
-    return {**doc, "path": str(path)}
+    """Train-or-load one table row (all folds of ``recipe.split``) as a
+    :class:`~mernb.experiments.common.SharedRow`; each fold keeps its fine-tuned weights (Fig. 6)."""
+    data = recipe.data
+    row = SharedRow(f"ma2mi-{data.dataset}", recipe.experiment, data, results_dir, seed=seed, split=recipe.split,
+                    folds=_folds(data.samples, recipe.split, seed))
+    recipe.row = row
+    return row.run(force=force, plan=plan, notebook=notebook)
 
 
 # ---------------------------------------------------------------------------------------------- notebook helpers
@@ -488,7 +462,7 @@ def ensure_synthetic_macro(dataset: str, data_root: str | Path, *, size: int = 6
 
     from mernb.data.synth import generate
 
-    out = Path(data_root) / dataset
+    out = project_path(data_root) / dataset
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f".{dataset}.lock", "w") as lock:  # notebooks run in parallel (mernb run --jobs)
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -523,7 +497,13 @@ def train_row(
     ``variant`` is ``"none"``, then fine-tune and train-or-load. ``macro`` maps macro dataset names to
     prepared :class:`MacroData` (``settings["macro_dataset"]`` picks one)."""
     s = {**settings, **(overrides or {})}
-    seed = int(s.get("seed", 0))
+    seeds = seed_list(int(s.pop("seed", 0)), s.pop("seeds", None))
+    if len(seeds) > 1:  # one row per seed (pre-training too); the first seed's recipe serves the figures
+        runs = [train_row(data, {**s, "seed": seed}, results_dir=results_dir, macro=macro, force=force, plan=plan,
+                          notebook=notebook) for seed in seeds]
+        recipe, doc = runs[0]
+        return recipe, {**doc, "over_seeds": metrics_over_seeds([d for _, d in runs])}
+    seed = seeds[0]
     variant = s.get("variant", "latent")
     pretrained = None
     if variant != "none":
@@ -553,19 +533,10 @@ PROTOCOLS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 
-def limit_subjects(data: ProtocolData, max_subjects: int | None) -> ProtocolData:
-    """Keep the first ``max_subjects`` subjects (natural order; smoke runs only)."""
-    if max_subjects:
-        keep = [f.test_subjects[0] for f in loso_folds(data.samples)][: int(max_subjects)]
-        data.samples = [s for s in data.samples if s.subject_key in keep]
-        data.clips = {s.sample_id: data.clips[s.sample_id] for s in data.samples}
-    return data
-
-
 def targets(datasets: Sequence[str], *, data_root: str | Path | None, cache_dir: str | Path, image_size: int,
             align_fallback: str = "error", max_subjects: int | None = None) -> dict[str, ProtocolData]:
     """The fine-tuning sets' onset/apex data (protocols of :data:`PROTOCOLS`)."""
-    return {name: limit_subjects(prepare(name, PROTOCOLS[name][0], data_root=data_root, cache_dir=cache_dir,
+    return {name: keep_first_subjects(prepare(name, PROTOCOLS[name][0], data_root=data_root, cache_dir=cache_dir,
                                          image_size=image_size, align_fallback=align_fallback), max_subjects)
             for name in datasets}
 
@@ -582,11 +553,6 @@ def macro_sets(names: Sequence[str], *, data_root: str | Path | None, cache_dir:
         out[name] = prepare_macro_data(name, data_root=data_root, cache_dir=cache_dir, size=size, max_clips=max_clips,
                                        in_memory=in_memory)
     return out
-
-
-def row_metrics(doc: dict[str, Any] | None) -> dict[str, Any]:
-    """The pooled metrics of a row document ({} when absent)."""
-    return dict(doc["result"]["metrics"]) if doc is not None else {}
 
 
 class PairView(torch.nn.Module):

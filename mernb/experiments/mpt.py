@@ -49,6 +49,7 @@ from mernb.errors import ConfigError, MernbError
 from mernb.experiments.common import (
     ProtocolData,
     SharedRow,
+    keep_first_subjects,
     metrics_over_seeds,
     prepare_protocol_data,
     seed_list,
@@ -58,7 +59,7 @@ from mernb.paths import project_path
 from mernb.train.device_data import DeviceView, flip_where
 from mernb.train.experiment import TorchExperiment
 from mernb.train.loop import OptimConfig, SchedulerConfig
-from mernb.train.loso import Fold, label_index, loso_folds
+from mernb.train.loso import Fold, label_index
 from mernb.train.runtime import pick_device
 
 __all__ = [
@@ -170,11 +171,7 @@ def load_data(dataset: str, protocol: str, settings: Mapping[str, Any], *, data_
     data = prepare_protocol_data(dataset, protocol, data_root=data_root, cache_dir=cache_dir,
                                  num_frames=int(settings["num_frames"]), size=int(settings["image_size"]),
                                  align=True, align_fallback=align_fallback)
-    if max_subjects:
-        keep = [f.test_subjects[0] for f in loso_folds(data.samples)][: int(max_subjects)]
-        data.samples = [s for s in data.samples if s.subject_key in keep]
-        data.clips = {s.sample_id: data.clips[s.sample_id] for s in data.samples}
-    return data
+    return keep_first_subjects(data, max_subjects)
 
 
 # ------------------------------------------------------------------ inputs
