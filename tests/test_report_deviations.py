@@ -32,12 +32,13 @@ def _source(path: Path) -> str:
 def test_every_notebook_of_a_listed_paper_has_an_entry_and_renders_it():
     papers = load_deviations()
     checked = [nb for nb in NOTEBOOKS if nb.parent.name in papers]
-    assert {nb.parent.name for nb in checked} >= {"mpt", "hlora", "data"}
+    assert {nb.parent.name for nb in checked} >= {"mpt", "hlora", "data", "ma2mi"}
     for nb in checked:
         name = _name(nb)
         assert name in papers[nb.parent.name]["artifacts"], f"{name} missing from deviations.yaml artifacts"
         assert page_deviations(name), f"{name} has no deviation entry"
         assert "show_deviations(" in _source(nb), f"{name} does not render its Deviations from the data file"
+        assert _source(nb).count("## Deviations") == 1, f"{name} keeps a hand-written Deviations list"
 
 
 def test_listed_artifacts_exist_and_every_calling_notebook_is_listed():
@@ -47,6 +48,16 @@ def test_listed_artifacts_exist_and_every_calling_notebook_is_listed():
     for nb in NOTEBOOKS:
         if "show_deviations(" in _source(nb):
             paper_of(_name(nb))  # raises when missing
+
+
+def test_artifacts_follow_the_book_order():
+    """Each paper's ``artifacts`` list its pages in the order of ``_toc.yml``."""
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    for paper in load_deviations().values():
+        pages = list(paper["artifacts"])
+        positions = [toc.find(f"notebooks/{page}\n") for page in pages]
+        assert -1 not in positions, [p for p, i in zip(pages, positions, strict=True) if i == -1]
+        assert positions == sorted(positions), pages
 
 
 def test_book_page_lists_every_entry_and_every_page():
@@ -126,3 +137,17 @@ def test_content_the_review_asked_for():
         assert fact in hl, fact
     assert "no weight decay" not in book_page()
     assert "Linear(1531, C)" in deviations_markdown("hlora/table9_hfm_ablation")
+
+
+def test_ma2mi_pages_carry_the_model_and_recipe_readings():
+    """The readings of mernb/models/ma2mi.py and mernb/experiments/ma2mi.py are on every MA2MI page."""
+    for page in load_deviations()["ma2mi"]["artifacts"]:
+        text = deviations_markdown(page)
+        for fact in ("F = A + P", "P is detached", "L_dis (eq. 2)", "Hungarian", "L_eq (eq. 5)",
+                     "no diffusion noise", "224×224", "[1, 4]", "γ = 0.96", "`pretrain_weight_decay`",
+                     "one pair (I_t, I_{t+k}) per clip", "No epoch selection", "Smoke plan"):
+            assert fact in text, (page, fact)
+    table1 = deviations_markdown("ma2mi/table1_pretraining")
+    assert "patch 8 times" in table1 and "**MAER**" in table1 and "`backbone_weights`" in table1
+    assert "posterior mean" in deviations_markdown("ma2mi/fig6_reconstruction_gradcam")
+    assert "patch 8 times" not in deviations_markdown("ma2mi/table4_fpe")

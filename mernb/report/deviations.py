@@ -2,7 +2,8 @@
 
 ``deviations.yaml`` (beside this module) lists, per paper, its notebook pages (``artifacts``) and every
 deviation or choice with the pages it applies to. A notebook ends with ``show_deviations(NOTEBOOK)``
-(all ``notebooks/mpt/*`` and ``notebooks/hlora/*`` pages and ``notebooks/data/statistics``), and
+(all ``notebooks/mpt/*``, ``notebooks/hlora/*`` and ``notebooks/ma2mi/*`` pages and
+``notebooks/data/statistics``), and
 ``book/deviations.md`` is :func:`book_page`'s output, written by
 ``python -m mernb.report.deviations --write book/deviations.md`` (``--check`` fails when it is stale;
 ``tests/test_report_deviations.py`` checks it).
@@ -117,7 +118,7 @@ def deviations_markdown(notebook: str, path: str | Path | None = None) -> str:
 
 
 def show_deviations(notebook: str, path: str | Path | None = None) -> None:
-    """Display a notebook's Deviations (used by the last cell of every MPT/HLoRA/data notebook)."""
+    """Display a notebook's Deviations (used by the last cell of every MPT/HLoRA/MA2MI/data notebook)."""
     from IPython.display import Markdown, display
 
     display(Markdown(deviations_markdown(notebook, path)))
