@@ -380,13 +380,13 @@ def check_model(row: RowNeed, data: DataFacts | None, *, step: str, cpu_step_flo
 # ----------------------------------------------------------------------------------------------- cost
 
 
-def epochs_of(row: RowNeed, n_samples: int) -> int:
-    """The row's epochs, or its ``steps`` turned into epochs as ``hlora_recipe`` does (on all ``n_samples``)."""
+def epochs_of(row: RowNeed, n_train: int) -> int:
+    """The row's epochs, or its ``steps`` turned into epochs on a fold's ``n_train`` training samples (as
+    ``TorchExperiment.epochs_for`` does for every fold)."""
     if row.epochs is not None:
         return int(row.epochs)
-    from mernb.experiments.hlora import epochs_for_steps
-
-    return epochs_for_steps(int(row.steps or 0), n_samples, row.batch_size)
+    per_epoch = max(1, math.ceil(n_train / max(1, row.batch_size)))
+    return max(1, math.ceil(int(row.steps or 0) / per_epoch))
 
 
 def row_flops(row: RowNeed, facts: ModelFacts, data: DataFacts, seeds: int) -> tuple[float, int, int]:
@@ -396,7 +396,7 @@ def row_flops(row: RowNeed, facts: ModelFacts, data: DataFacts, seeds: int) -> t
         n_train_total, n_test = int(data.n_train or 0), n - int(data.n_train or 0)
     else:  # LOSO: every sample is tested once and trained on in the other folds - 1 folds
         n_train_total, n_test = n * (folds - 1), n
-    epochs = epochs_of(row, n)  # as the HLoRA recipe: steps -> epochs on all of the protocol's samples
+    epochs = epochs_of(row, round(n_train_total / folds))  # steps -> epochs on a (mean) fold's training set
     train = (facts.train_flops_per_sample or 0) * n_train_total * epochs
     infer = (facts.infer_flops_per_sample or 0) * n_test
     prefix = (facts.prefix_flops_per_sample or 0) * n * 2  # unflipped and flipped, once per clip

@@ -57,7 +57,7 @@ def load_frame(path: str | Path) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise DatasetError(f"{path}: frame file missing or unreadable ({exc.strerror or exc})") from exc
-    if data.size and path.suffix.lower() in JPEG_SUFFIXES and not jpeg_complete(data):
+    if data.size > 2 and path.suffix.lower() in JPEG_SUFFIXES and bytes(data[:2]) == b"\xff\xd8" and not jpeg_complete(data):
         raise DatasetError(f"{path}: truncated JPEG (no end-of-image marker; the file was cut short)")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
