@@ -10,7 +10,7 @@ JOBS ?= 2
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test install lint clean-runs
+.PHONY: book test install lint clean-runs mutation
 
 $(STAMP): pyproject.toml tools/install.sh tools/_tv_cpu_fix.py
 	bash tools/install.sh $(VENV)
@@ -31,3 +31,10 @@ lint: $(STAMP)
 
 clean-runs:
 	rm -rf runs/smoke _build
+
+# Mutation testing (not in CI; minutes to hours): mutants of the files [tool.mutmut] only_mutate names in
+# pyproject.toml, killed by the tests it selects; `make mutation` then `$(BIN)/mutmut results` lists survivors.
+mutation: $(STAMP)
+	$(BIN)/python -m pip install -q "mutmut==3.8.1"
+	$(BIN)/mutmut run
+	$(BIN)/python tools/mutation_score.py
