@@ -41,3 +41,14 @@ def fixture_file(relative: str) -> Path:
     if not path.is_file():
         _missing(f"real annotation fixture {relative} not found under {FIXTURES}")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run faster on one thread than fighting for shared cores (restored after the test)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,13 +12,7 @@ from mernb.bench import bench_config, bench_model, bf16_peak, format_table
 from mernb.cli import main as cli
 from mernb.errors import ConfigError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread beats fighting for cores
 
 
 def test_flops_of_a_training_step_match_the_hand_count():

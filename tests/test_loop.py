@@ -20,14 +20,7 @@ from mernb.train.loop import (
 )
 from mernb.train.runtime import amp_context, make_generator, pick_device, set_seed
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread than fighting for shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread beats fighting for cores
 
 
 class Blobs(Dataset):

@@ -32,13 +32,7 @@ from mernb.train.metrics import compute_metrics, per_group_metrics
 CLASSES = ["negative", "positive", "surprise"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread than fighting for shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread beats fighting for cores
 
 
 def make_samples(datasets=("casme2", "samm"), subjects=("1", "2", "10", "3"), per_subject=6, seed=0, sep=3.0):

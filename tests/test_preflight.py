@@ -15,13 +15,7 @@ from mernb.data.sources import load_samples
 from mernb.plan import load_plan
 from mernb.preflight import check_plan, count_costs, format_report, needs, notebook_source
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread beats fighting for cores
 
 
 @pytest.fixture(scope="module")
