@@ -78,22 +78,18 @@ def five_points(landmarks: np.ndarray) -> np.ndarray:
 
 
 def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` to ``dst``: 2x3.
+    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` to ``dst``: 2x3
+    (scikit-image's ``SimilarityTransform``: Umeyama's closed form, no reflection)."""
+    from skimage.transform import SimilarityTransform
 
-    Umeyama's closed form, no reflection.
-    """
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    var = (s**2).sum() / len(src)
-    if var <= 0:
+    if np.allclose(src, src[0]):
         raise ValueError("similarity_matrix: source points are all identical")
-    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
-    sign = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
-    rot = u @ sign @ vt
-    scale = np.trace(np.diag(sig) @ sign) / var
-    return np.hstack([scale * rot, (mu_d - scale * rot @ mu_s)[:, None]])
+    transform = SimilarityTransform.from_estimate(src, dst)
+    if not transform:
+        raise ValueError(f"similarity_matrix: no similarity maps the points ({transform})")
+    return np.asarray(transform.params[:2], np.float64)
 
 
 def apply_matrix(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -75,7 +75,7 @@ from mernb.models.lora import apply_lora, is_lora_param, merge_lora
 from mernb.models.registry import register_model
 
 __all__ = [
-    "HLoRAMER", "IFFA", "GATLayer", "GATIFFA", "STFA", "HierarchicalFusion", "PAPER_SETTINGS", "CODE_SETTINGS", "merge_lora",
+    "HLoRAMER", "IFFA", "GATLayer", "GATIFFA", "STFA", "HierarchicalFusion", "PAPER_SETTINGS", "merge_lora",
     "DINOV2_G14", "DINOV2_G14_REG",
 ]
 
@@ -90,7 +90,6 @@ PAPER_SETTINGS: dict[str, Any] = dict(
     lora_rank=16, n_lora_blocks=2, lora_targets=("q", "v"), loss="cross_entropy",
 )
 # Settings the paper leaves out, as in the authors' code (reference/methods.md §1.2, §1.4).
-CODE_SETTINGS: dict[str, Any] = dict(weight_decay=1e-3, steps_per_fold=600, lora_alpha=1.0, lora_dropout=0.0)
 
 HFM = Literal["full", "iffa", "stfa", "none"]
 Neighbours = Literal["learned", "chain", "all"]

@@ -450,36 +450,32 @@ class MPT(nn.Module):
         return self.forward_head(self.forward_features(inputs))
 
 
-def _create_mpt(backbone: str, **kwargs) -> MPT:
-    return MPT(backbone, **kwargs)
-
-
 @register_model
 def mpt_base_patch16(num_classes: int = 3, img_size: int = 224, **kwargs) -> MPT:
     """MPT paper model: ViT-B/16 ImageNet-21k (local checkpoint key ``vit_base_patch16_224.augreg_in21k``)."""
     kwargs.setdefault("weights", IN21K_B16)
-    return _create_mpt(IN21K_B16, num_classes=num_classes, img_size=img_size, **kwargs)
+    return MPT(IN21K_B16, num_classes=num_classes, img_size=img_size, **kwargs)
 
 
 @register_model
 def mpt_base_patch32(num_classes: int = 3, img_size: int = 224, **kwargs) -> MPT:
     """Table IX: ViT-B/32 ImageNet-21k backbone."""
     kwargs.setdefault("weights", IN21K_B32)
-    return _create_mpt(IN21K_B32, num_classes=num_classes, img_size=img_size, **kwargs)
+    return MPT(IN21K_B32, num_classes=num_classes, img_size=img_size, **kwargs)
 
 
 @register_model
 def mpt_clip_base_patch16(num_classes: int = 3, img_size: int = 224, **kwargs) -> MPT:
     """Table IX: CLIP ViT-B/16 image tower (OpenAI weights, local checkpoint)."""
     kwargs.setdefault("weights", CLIP_B16)
-    return _create_mpt(CLIP_B16, num_classes=num_classes, img_size=img_size, **kwargs)
+    return MPT(CLIP_B16, num_classes=num_classes, img_size=img_size, **kwargs)
 
 
 @register_model
 def mpt_clip_base_patch32(num_classes: int = 3, img_size: int = 224, **kwargs) -> MPT:
     """Table IX: CLIP ViT-B/32 image tower (OpenAI weights, local checkpoint)."""
     kwargs.setdefault("weights", CLIP_B32)
-    return _create_mpt(CLIP_B32, num_classes=num_classes, img_size=img_size, **kwargs)
+    return MPT(CLIP_B32, num_classes=num_classes, img_size=img_size, **kwargs)
 
 
 @register_model
@@ -491,4 +487,4 @@ def mpt_test(num_classes: int = 3, img_size: int = 112, **kwargs) -> MPT:
     kwargs.setdefault("reduction", 8)
     for key, value in TINY_VIT_KWARGS.items():
         kwargs.setdefault(key, value)
-    return _create_mpt(TINY_VIT, num_classes=num_classes, img_size=img_size, **kwargs)
+    return MPT(TINY_VIT, num_classes=num_classes, img_size=img_size, **kwargs)

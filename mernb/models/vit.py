@@ -153,29 +153,25 @@ class DynamicImageViT(nn.Module):
         return torch.randn(batch, 3, self.img_size, self.img_size, device=device)
 
 
-def _create_vit(backbone: str, **kwargs) -> DynamicImageViT:
-    return DynamicImageViT(backbone, **kwargs)
-
-
 @register_model
 def vit_b16_scratch(num_classes: int = 3, img_size: int = 224, **kwargs) -> DynamicImageViT:
     """Table VI 'w/o pretraining': ViT-B/16, random init, all parameters train."""
     kwargs.setdefault("weights", None)
-    return _create_vit("vit_base_patch16_224", num_classes=num_classes, img_size=img_size, finetune="full", **kwargs)
+    return DynamicImageViT("vit_base_patch16_224", num_classes=num_classes, img_size=img_size, finetune="full", **kwargs)
 
 
 @register_model
 def vit_b16_full(num_classes: int = 3, img_size: int = 224, **kwargs) -> DynamicImageViT:
     """Table VI 'full fine-tuning': ViT-B/16 ImageNet-21k (local checkpoint), all parameters train."""
     kwargs.setdefault("weights", IN21K_B16)
-    return _create_vit(IN21K_B16, num_classes=num_classes, img_size=img_size, finetune="full", **kwargs)
+    return DynamicImageViT(IN21K_B16, num_classes=num_classes, img_size=img_size, finetune="full", **kwargs)
 
 
 @register_model
 def vit_b16_partial(num_classes: int = 3, img_size: int = 224, **kwargs) -> DynamicImageViT:
     """Table VI 'partial fine-tuning': ViT-B/16 ImageNet-21k (local checkpoint), only the head trains."""
     kwargs.setdefault("weights", IN21K_B16)
-    return _create_vit(IN21K_B16, num_classes=num_classes, img_size=img_size, finetune="head", **kwargs)
+    return DynamicImageViT(IN21K_B16, num_classes=num_classes, img_size=img_size, finetune="head", **kwargs)
 
 
 @register_model
@@ -185,4 +181,4 @@ def vit_test(num_classes: int = 3, img_size: int = 112, **kwargs) -> DynamicImag
     kwargs.setdefault("finetune", "full")
     for key, value in TINY_VIT_KWARGS.items():
         kwargs.setdefault(key, value)
-    return _create_vit(TINY_VIT, num_classes=num_classes, img_size=img_size, **kwargs)
+    return DynamicImageViT(TINY_VIT, num_classes=num_classes, img_size=img_size, **kwargs)
