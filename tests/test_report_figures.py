@@ -28,12 +28,21 @@ def test_confusion_annotates_every_cell():
     assert isinstance(fig, Figure)
     heat = fig.axes[0]
     texts = [t.get_text() for t in heat.texts]
-    assert len(texts) == 9
+    assert len(texts) == 6  # the absent class's row is hatched, not annotated with 0 %
     assert "83.3" in texts and "60.0" in texts  # row-normalised percent
     counts = plot_confusion(cm, CLASSES, normalize=False)
     assert "6" in [t.get_text() for t in counts.axes[0].texts]
     with pytest.raises(MernbError, match="shape"):
         plot_confusion(np.zeros((2, 2)), CLASSES)
+
+
+def test_confusion_names_n_per_true_class_and_marks_absent_classes():
+    cm = np.array([[5, 1, 0], [2, 6, 2], [0, 0, 0]])
+    ax = plot_confusion(cm, CLASSES, title="HLoRA-MER, casme2").axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["positive (n=6)", "negative (n=10)", "surprise (absent)"]
+    assert any(getattr(p, "get_hatch", lambda: None)() == "///" for p in ax.patches)
+    assert ax.get_title() == "HLoRA-MER, CASME II"
 
 
 def test_tsne_small_n(tmp_path):
@@ -73,5 +82,7 @@ def test_bars_and_curve():
     curve = plot_curve([0, 1, 3, 5, 7], {"Acc": [80, 82, 84, 86.59, 85], "F1": [79, None, 83, 86.01, 84]},
                        xlabel="motion prompts", annotate=True)
     assert len(curve.axes[0].lines) == 2
+    first, second = curve.axes[0].lines  # equal series must not hide each other
+    assert first.get_marker() != second.get_marker() and first.get_linestyle() != second.get_linestyle()
     with pytest.raises(MernbError, match="values for"):
         plot_curve([1, 2], {"Acc": [1.0]})

@@ -43,34 +43,52 @@ def plot_confusion(cm: Any, classes: Sequence[str], *, normalize: bool = True, t
                    cmap: str = "Blues") -> Figure:
     """Confusion matrix heatmap (rows = truth, columns = prediction), every cell annotated.
 
-    ``normalize=True`` divides each row by its number of true samples (empty rows stay 0) and prints
-    percentages; otherwise counts.
+    ``normalize=True`` divides each row by its number of true samples and prints percentages; otherwise
+    counts. Each true class is labelled with its n; a class absent from the pool (n = 0) is labelled
+    "absent", its row hatched grey and left unannotated (0 % would read as a result). Dataset keys in the
+    title are written as names (CASME II).
     """
     import seaborn as sns
+
+    from mernb.report.page import display_names
 
     cm = np.asarray(cm, dtype=float)
     k = len(classes)
     if cm.shape != (k, k):
         raise MernbError(f"confusion matrix has shape {cm.shape}, expected ({k}, {k}) for classes {list(classes)}")
+    totals = cm.sum(axis=1)
+    absent = totals == 0
     if normalize:
-        totals = cm.sum(axis=1, keepdims=True)
-        shown = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0) * 100.0
+        shown = np.divide(cm, totals[:, None], out=np.zeros_like(cm), where=totals[:, None] > 0) * 100.0
         fmt, vmax = ".1f", 100.0
     else:
         shown, fmt, vmax = cm, ".0f", None
-    size = max(3.2, 0.75 * k + 1.6)
-    fig = Figure(figsize=(size + 0.8, size), layout="constrained")
+    annot = np.array([[format(v, fmt) for v in row] for row in shown], dtype=object)
+    annot[absent, :] = ""
+    masked = np.ma.masked_array(shown, mask=np.repeat(absent[:, None], k, axis=1))
+    size = max(3.6, 0.8 * k + 2.0)
+    fig = Figure(figsize=(size + 1.4, size), layout="constrained")
     ax = fig.add_subplot()
-    sns.heatmap(shown, annot=True, fmt=fmt, cmap=cmap, vmin=0.0, vmax=vmax, square=True, cbar=True,
-                xticklabels=list(classes), yticklabels=list(classes), ax=ax,
-                cbar_kws={"label": "% of true class" if normalize else "samples"})
-    ax.set_xlabel("Predicted")
-    ax.set_ylabel("True")
-    ax.tick_params(axis="x", labelrotation=45)
-    ax.tick_params(axis="y", labelrotation=0)
+    ylabels = [f"{c} (absent)" if a else f"{c} (n={int(n)})" for c, n, a in zip(classes, totals, absent, strict=True)]
+    sns.heatmap(shown, annot=annot, fmt="", cmap=cmap, vmin=0.0, vmax=vmax, square=True, cbar=True,
+                mask=masked.mask, xticklabels=list(classes), yticklabels=ylabels, ax=ax,
+                annot_kws={"fontsize": 10}, cbar_kws={"label": "% of true class" if normalize else "samples",
+                                                      "shrink": 0.8})
+    for i in np.flatnonzero(absent):
+        ax.add_patch(_hatched_row(i, k))
+    ax.set_xlabel("Predicted", fontsize=11)
+    ax.set_ylabel("True", fontsize=11)
+    ax.tick_params(axis="x", labelrotation=45, labelsize=10)
+    ax.tick_params(axis="y", labelrotation=0, labelsize=10)
     if title:
-        ax.set_title(title)
+        ax.set_title(display_names(title), fontsize=11)
     return fig
+
+
+def _hatched_row(i: int, k: int) -> Any:
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((0, i), k, 1, facecolor="#eeeeee", edgecolor="#999999", hatch="///", linewidth=0.0)
 
 
 def _scatter_by_class(ax: Any, xy: np.ndarray, idx: np.ndarray, classes: Sequence[str]) -> None:
@@ -80,11 +98,11 @@ def _scatter_by_class(ax: Any, xy: np.ndarray, idx: np.ndarray, classes: Sequenc
     for i, name in enumerate(classes):
         mask = idx == i
         if mask.any():
-            ax.scatter(xy[mask, 0], xy[mask, 1], s=14, color=palette[i], label=name, alpha=0.85,
-                       edgecolors="none")
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=22, color=palette[i], label=f"{name} (n={int(mask.sum())})",
+                       alpha=0.85, edgecolors="white", linewidths=0.4)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(frameon=False, fontsize="small", markerscale=1.5)
+    ax.legend(frameon=False, fontsize=10, markerscale=1.4, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def tsne_embedding(features: Any, *, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
@@ -105,12 +123,14 @@ def plot_tsne(features: Any, labels: Sequence[Any], classes: Sequence[str], *, s
     idx = _class_indices(labels, classes)
     if len(idx) != len(features):
         raise MernbError(f"{len(features)} feature rows but {len(idx)} labels")
+    from mernb.report.page import display_names
+
     xy = tsne_embedding(features, seed=seed, perplexity=perplexity)
-    fig = Figure(figsize=(4.5, 4.2), layout="constrained")
+    fig = Figure(figsize=(6.4, 4.6), layout="constrained")
     ax = fig.add_subplot()
     _scatter_by_class(ax, xy, idx, classes)
     if title:
-        ax.set_title(title)
+        ax.set_title(display_names(title), fontsize=11)
     return fig
 
 
@@ -202,14 +222,20 @@ def plot_bars(per_class: Mapping[str, Any], *, classes: Sequence[str] | None = N
 def plot_curve(x: Sequence[Any], ys: Mapping[str, Sequence[float]], *, xlabel: str = "", ylabel: str = "",
                title: str | None = None, marker: str = "o", annotate: bool = False) -> Figure:
     """Lines over a sweep (e.g. Acc and F1 vs number of prompts or N_l); NaN points are left out."""
-    fig = Figure(figsize=(4.6, 3.2), layout="constrained")
+    from mernb.report.page import display_names
+
+    fig = Figure(figsize=(5.6, 3.6), layout="constrained")
     ax = fig.add_subplot()
     xs = list(x)
-    for label, values in ys.items():
+    markers = [marker, "s", "^", "D", "v", "P"]
+    styles = ["-", "--", "-.", ":"]
+    for j, (label, values) in enumerate(ys.items()):
         values = [np.nan if v is None else float(v) for v in values]
         if len(values) != len(xs):
             raise MernbError(f"series {label!r} has {len(values)} values for {len(xs)} x positions")
-        ax.plot(xs, values, marker=marker, label=label)
+        # series that coincide (e.g. Acc = F1) stay visible: own marker, hollow and shrinking, own line style
+        ax.plot(xs, values, marker=markers[j % len(markers)], linestyle=styles[j % len(styles)], label=label,
+                markersize=max(4.0, 9.0 - 2.0 * j), markerfacecolor="none" if j else None, linewidth=1.6)
         if annotate:
             for xv, yv in zip(xs, values, strict=True):
                 if not np.isnan(yv):
@@ -217,13 +243,13 @@ def plot_curve(x: Sequence[Any], ys: Mapping[str, Sequence[float]], *, xlabel: s
                                 ha="center", fontsize="x-small")
     if all(isinstance(v, int | np.integer) for v in xs):
         ax.set_xticks(xs)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_xlabel(xlabel, fontsize=11)
+    ax.set_ylabel(ylabel, fontsize=11)
     ax.grid(alpha=0.3)
     if len(ys) > 1:
-        ax.legend(frameon=False, fontsize="small")
+        ax.legend(frameon=False, fontsize=10)
     if title:
-        ax.set_title(title)
+        ax.set_title(display_names(title), fontsize=11)
     return fig
 
 
