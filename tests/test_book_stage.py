@@ -116,3 +116,15 @@ def test_sanitize_and_warnings_list():
     md = warnings_markdown([f"row {i}: apex missing" for i in range(7)], limit=3)
     assert md.count("\n- ") == 4 and "… and 4 more" in md and "(7)" in md
     assert warnings_markdown([]) == ""
+
+
+def test_run_admonition_text_is_compact_and_reprless():
+    from mernb.report.page import run_admonition_text
+
+    text = run_admonition_text(plan="smoke", group="g", notebook="mpt/x", model="`mpt_test`", seeds=[0, 1],
+                               device="cpu", commit="abc123", seconds=41.6, plan_file="plans/smoke.yaml",
+                               settings={"mpt": {"epochs": 2, "lr": 0.0003}, "dataset": "casme2", "groups": {}})
+    assert text.startswith("````{admonition} Run\n:class: note dropdown mernb-run")
+    assert "- **seeds**: 0, 1" in text and "- **time**: 42 s" in text
+    assert "mpt: epochs 2, lr 0.0003; dataset: casme2" in text and "groups" not in text and "{" not in text.split("\n", 1)[1]
+    assert "`mernb run plans/smoke.yaml --only 'mpt/x'`" in text

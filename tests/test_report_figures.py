@@ -12,6 +12,7 @@ from mernb.errors import MernbError  # noqa: E402
 from mernb.report.figures import (  # noqa: E402
     pca_first_component_maps,
     plot_bars,
+    plot_clip_gallery,
     plot_confusion,
     plot_curve,
     plot_pca_components,
@@ -86,3 +87,15 @@ def test_bars_and_curve():
     assert first.get_marker() != second.get_marker() and first.get_linestyle() != second.get_linestyle()
     with pytest.raises(MernbError, match="values for"):
         plot_curve([1, 2], {"Acc": [1.0]})
+
+
+def test_clip_gallery_shows_the_amplified_difference():
+    onset = np.full((8, 8, 3), 100, dtype=np.uint8)
+    apex = onset.copy()
+    apex[2, 3] = 103  # a 3-grey-level change, ×10 → 30
+    fig = plot_clip_gallery({"casme2": [onset, apex], "samm": [onset[..., 0], apex[..., 0]]})
+    assert len(fig.axes) == 6 and fig.axes[0].get_ylabel() == "CASME II"
+    diff = fig.axes[2].images[0].get_array()
+    assert diff[2, 3] == 30 and diff.sum() == 30
+    with pytest.raises(MernbError, match="images for columns"):
+        plot_clip_gallery({"x": [onset]})

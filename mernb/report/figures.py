@@ -8,6 +8,7 @@ displayed or glued (:func:`mernb.report.glue.glue_figure`), never twice.
 - :func:`pca_first_component_maps`, :func:`plot_pca_components`: HLoRA Fig. 4.
 - :func:`plot_bars`: MPT Fig. 6 (per-class accuracy, baseline vs MPT).
 - :func:`plot_curve`: MPT Fig. 5 (number of prompts), HLoRA Fig. 3 (N_l), MA2MI Fig. 4 (interval).
+- :func:`plot_clip_gallery`: data/statistics (one clip per dataset, the aligned crop).
 """
 
 from __future__ import annotations
@@ -250,6 +251,40 @@ def plot_curve(x: Sequence[Any], ys: Mapping[str, Sequence[float]], *, xlabel: s
         ax.legend(frameon=False, fontsize=10)
     if title:
         ax.set_title(display_names(title), fontsize=11)
+    return fig
+
+
+def plot_clip_gallery(clips: Mapping[str, Sequence[Any]], *, gain: float = 10.0,
+                      columns: Sequence[str] = ("onset", "apex")) -> Figure:
+    """One row per clip: its frames (e.g. onset, apex, aligned apex) and ``|apex − onset| × gain``.
+
+    ``clips`` maps a row label (dataset names are written out) to images (H, W[, 3]) in ``columns``
+    order; the difference column uses the first two. Used by ``notebooks/data/statistics`` (SynthME
+    gallery and one aligned clip).
+    """
+    from mernb.report.page import display_names
+
+    if not clips:
+        raise MernbError("plot_clip_gallery: no clip to show")
+    n_cols = len(columns) + 1
+    fig = Figure(figsize=(1.9 * n_cols + 1.2, 1.9 * len(clips) + 0.3), layout="constrained")
+    axes = np.asarray(fig.subplots(len(clips), n_cols, squeeze=False))
+    for r, (label, images) in enumerate(clips.items()):
+        if len(images) != len(columns):
+            raise MernbError(f"clip {label!r}: {len(images)} images for columns {list(columns)}")
+        arrays = [np.asarray(im, dtype=np.float32) for im in images]
+        diff = np.abs(arrays[1] - arrays[0]) if arrays[0].shape == arrays[1].shape else np.zeros_like(arrays[1])
+        diff = diff.mean(-1) if diff.ndim == 3 else diff
+        for c, image in enumerate([*arrays, np.clip(diff * gain, 0, 255)]):
+            ax = axes[r, c]
+            gray = image.ndim == 2
+            ax.imshow(image.astype(np.uint8), cmap="gray" if gray else None, vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title([*columns, f"|apex − onset| × {gain:g}"][c], fontsize=10)
+            if c == 0:
+                ax.set_ylabel(display_names(label), fontsize=10)
     return fig
 
 

@@ -159,7 +159,7 @@ def run_admonition(*, plan: str, group: str, device: str = "auto", model: Any = 
 
 
 def warnings_list(problems: Iterable[Any], *, limit: int = 5, title: str = "Data warnings") -> Any:
-    """Reader problems (``Problem`` objects or strings) as a short Markdown list: the first ``limit``
+    """Reader problems (``Problem`` objects, dicts with kind/message, or strings) as a short Markdown list: the first ``limit``
     messages, then how many more (grouped by kind). Returns a Markdown display object ("" when none)."""
     from IPython.display import Markdown
 
@@ -170,8 +170,8 @@ def warnings_markdown(problems: Iterable[Any], *, limit: int = 5, title: str = "
     """The MyST text of :func:`warnings_list` (empty string when there is no problem)."""
     messages: list[tuple[str, str]] = []
     for p in problems:
-        kind = getattr(p, "kind", "") or ""
-        message = getattr(p, "message", None) or str(p)
+        kind = (p.get("kind") if isinstance(p, Mapping) else getattr(p, "kind", "")) or ""
+        message = (p.get("message") if isinstance(p, Mapping) else getattr(p, "message", None)) or str(p)
         messages.append((kind, sanitize_text(str(message))))
     if not messages:
         return ""
