@@ -376,7 +376,8 @@ def stage_book(plan: Plan) -> Path:
         if meta.get("mernb", {}).get("status") == "failed":
             error = _page_error(nb)
             dest.with_suffix(".md").write_text(
-                f"# {title}\n\n```{{error}} This page failed to run\n`{notebook}` stopped with "
+                f"# {title}\n\n```{{admonition}} This page failed to run\n:class: error mernb-failed\n\n"
+                f"`{notebook}` stopped with "
                 f"`{error}` in plan `{plan.name}`, so it shows no results. Rerun it with `{rerun}`; the "
                 f"executed notebook with the full traceback is `{_rel(source)}`.\n```\n")
             artifacts.append(Artifact(notebook, title, "failed", seconds or None, _str(seed), commit, error))
@@ -476,6 +477,10 @@ def _clean_page(nb: dict, plan: Plan, notebook: str, stage: Path) -> dict[str, s
     tables: dict[str, str] = {}
     device = when = commit = None
     has_run_note = False
+    papermill_meta = nb.get("metadata", {}).get("papermill", {})
+    for key in ("input_path", "output_path"):  # no build paths in the staged copy
+        if papermill_meta.get(key):
+            papermill_meta[key] = _rel(Path(papermill_meta[key]))
     for cell in nb.get("cells", []):
         if cell.get("cell_type") != "code":
             continue
@@ -502,6 +507,8 @@ def _clean_page(nb: dict, plan: Plan, notebook: str, stage: Path) -> dict[str, s
             if kind == "error":
                 continue
             data = out.get("data", {})
+            if plan.kind == "synthetic" and "".join(data.get("text/markdown", "")).startswith("**Smoke run.**"):
+                continue  # the smoke note at the top of every page says it
             for mime, value in list(data.items()):
                 if mime.startswith(("text/", "application/papermill.record/text/")):
                     text = "".join(value) if isinstance(value, list) else str(value)
@@ -528,7 +535,7 @@ def _clean_page(nb: dict, plan: Plan, notebook: str, stage: Path) -> dict[str, s
                                    seconds=seconds, settings=settings or None, plan_file=_rel(plan.path))
         cells = nb.get("cells", [])
         at = next((i + 1 for i, c in enumerate(cells) if c.get("cell_type") == "markdown"), 0)
-        cells.insert(at, {"cell_type": "markdown", "metadata": {}, "source": note})
+        cells.insert(at, {"cell_type": "markdown", "id": "mernb-run-note", "metadata": {}, "source": note})
     return tables
 
 

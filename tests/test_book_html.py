@@ -183,9 +183,11 @@ def book() -> tuple[Path, dict]:
 
 
 def _pages(html_root: Path) -> list[Path]:
+    """The book's pages (not Sphinx's index/search pages, static files or the root redirect)."""
     skip = ("_static", "_sources", "_images", "_downloads", "_sphinx_design_static")
-    return [p for p in sorted(html_root.rglob("*.html")) if p.relative_to(html_root).parts[0] not in skip
-            and p.name not in ("genindex.html", "search.html")]
+    pages = [p for p in sorted(html_root.rglob("*.html")) if p.relative_to(html_root).parts[0] not in skip
+             and p.name not in ("genindex.html", "search.html")]
+    return [p for p in pages if 'http-equiv="refresh"' not in p.read_text(errors="replace")[:2000].lower()]
 
 
 def test_every_toc_entry_is_built(book):
