@@ -472,7 +472,7 @@ def _clean_page(nb: dict, plan: Plan, notebook: str, stage: Path) -> dict[str, s
     """
     import re
 
-    from mernb.report.page import run_admonition_text, sanitize_text
+    from mernb.report.page import display_names, run_admonition_text, sanitize_text
 
     tables: dict[str, str] = {}
     device = when = commit = None
@@ -507,14 +507,15 @@ def _clean_page(nb: dict, plan: Plan, notebook: str, stage: Path) -> dict[str, s
             if kind == "error":
                 continue
             data = out.get("data", {})
-            if plan.kind == "synthetic" and "".join(data.get("text/markdown", "")).startswith("**Smoke run.**"):
+            if plan.kind == "synthetic" and "".join(data.get("text/markdown", "")).startswith("**Smoke run"):
                 continue  # the smoke note at the top of every page says it
             for mime, value in list(data.items()):
                 if mime.startswith(("text/", "application/papermill.record/text/")):
                     text = "".join(value) if isinstance(value, list) else str(value)
                     if "mernb-run" in text:
                         has_run_note = True
-                    data[mime] = sanitize_text(text, REPO_ROOT)
+                    text = sanitize_text(text, REPO_ROOT)
+                    data[mime] = display_names(text) if mime == "text/markdown" else text
             csv = out.get("metadata", {}).pop("mernb", {}).get("csv")
             key = out.get("metadata", {}).get("scrapbook", {}).get("name")
             if csv and key:

@@ -34,9 +34,9 @@ _PROBLEM_RE = re.compile(r"Problem\(kind='(?P<kind>[^']*)', message=(?P<q>['\"])
 _FLAT_DICT_RE = re.compile(r"\{(?:'[^'{}]+': [^,{}]+(?:, )?)+\}")
 _REPO = Path(__file__).resolve().parents[2]
 
-SMOKE_NOTE = ("**SynthME smoke build.** Every number on this page comes from tiny models trained for a few "
-              "epochs on SynthME synthetic clips on the CPU. It shows that the pipeline runs end to end; it is "
-              "**not** a reproduction of the paper, and the paper's numbers are shown only for layout.")
+SMOKE_NOTE = ("**SynthME smoke build.** The results in this book come from tiny models trained for a few "
+              "epochs on SynthME synthetic clips on the CPU. They show that the pipeline runs end to end; they are "
+              "**not** a reproduction of the papers, whose numbers are shown beside them for layout only.")
 REAL_NOTE = ("**Real-data build.** The numbers of this build come from the licensed datasets with the paper's "
              "settings; see each page's Deviations section for what differs from the paper.")
 
