@@ -128,3 +128,34 @@ def test_run_admonition_text_is_compact_and_reprless():
     assert "- **seeds**: 0, 1" in text and "- **time**: 42 s" in text
     assert "mpt: epochs 2, lr 0.0003; dataset: casme2" in text and "groups" not in text and "{" not in text.split("\n", 1)[1]
     assert "`mernb run plans/smoke.yaml --only 'mpt/x'`" in text
+
+
+def test_book_extension_notes_banner_and_offline_maths(tmp_path):
+    from types import SimpleNamespace
+
+    from docutils import nodes
+    from docutils.frontend import get_default_settings
+    from docutils.parsers.rst import Parser
+    from docutils.utils import new_document
+
+    from mernb.report import book_ext
+
+    app = SimpleNamespace(srcdir=str(tmp_path))
+    config = SimpleNamespace(html_theme_options={"use_download_button": False})
+    book_ext._config_inited(app, config)
+    assert "announcement" not in config.html_theme_options  # not staged: no banner, no note
+    (tmp_path / "runs/book").mkdir(parents=True)
+    (tmp_path / "runs/book/build.json").write_text('{"plan": "smoke", "kind": "synthetic"}')
+    book_ext._config_inited(app, config)
+    assert config.html_theme_options["announcement"].startswith("SynthME smoke build")
+    assert config.html_theme_options["use_download_button"] is False
+
+    doc = new_document("page", get_default_settings(Parser))
+    Parser().parse("Title\n=====\n\nText.\n\n.. figure:: a.png\n\n   A caption\n", doc)
+    book_ext._doctree_read(app, doc)
+    section = next(iter(doc.findall(nodes.section)))
+    assert isinstance(section[1], nodes.warning) and "mernb-smoke" in section[1]["classes"]
+    assert next(iter(doc.findall(nodes.caption))).astext() == "A caption (SynthME smoke)"
+
+    mathml = book_ext._mathml(r"3\times10^{-4}", False)
+    assert mathml.startswith("<math") and "<msup>" in mathml and "×" in mathml

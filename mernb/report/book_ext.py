@@ -4,6 +4,7 @@
 
 - puts the smoke note as a warning admonition (class ``mernb-smoke``) under the title of every page and
   a site-wide announcement banner on synthetic builds, and appends "(SynthME smoke)" to figure captions;
+- makes wide tables scroll inside the page column;
 - renders LaTeX maths as MathML with docutils' converter, so pages need no MathJax from a CDN (compute
   nodes are offline; browsers render MathML natively).
 """
@@ -41,6 +42,17 @@ def _config_inited(app: Any, config: Any) -> None:
         options = dict(config.html_theme_options or {})
         options["announcement"] = ANNOUNCEMENT
         config.html_theme_options = options
+
+
+# Wide tables scroll inside the page column instead of overflowing it; the page id column stays on one line.
+CSS = """<style>
+.cell_output table, .output table, .bd-article table.table { display: block; max-width: 100%; overflow-x: auto; }
+.cell_output table caption { text-align: left; }
+</style>"""
+
+
+def _page_context(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    context["metatags"] = context.get("metatags", "") + CSS
 
 
 def _smoke_admonition() -> nodes.Element:
@@ -93,4 +105,5 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_html_math_renderer("mathml", (_visit_math, None), (_visit_displaymath, None))
     app.connect("config-inited", _config_inited)
     app.connect("doctree-read", _doctree_read)
+    app.connect("html-page-context", _page_context)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
