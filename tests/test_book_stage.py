@@ -159,3 +159,20 @@ def test_book_extension_notes_banner_and_offline_maths(tmp_path):
 
     mathml = book_ext._mathml(r"3\times10^{-4}", False)
     assert mathml.startswith("<math") and "<msup>" in mathml and "×" in mathml
+
+
+def test_data_summary_reads_as_a_sentence():
+    from types import SimpleNamespace
+
+    from mernb.report.page import data_summary_markdown
+
+    samples = [SimpleNamespace(label="happiness", subject_key="casme2/sub01")] * 2 + \
+        [SimpleNamespace(label="others", subject_key="casme2/sub02")]
+    problem = SimpleNamespace(kind="apex_fallback", message="row 10: apex not annotated")
+    data = SimpleNamespace(dataset="casme2", protocol="casme2_5class", samples=samples,
+                           classes=["happiness", "surprise", "others"], prepare="3/3 clips ready",
+                           problems=[problem], dropped=[])
+    text = data_summary_markdown(data)
+    assert text.startswith("CASME II, protocol `casme2_5class`: 3 samples from 2 subjects; "
+                           "happiness 2, surprise 0 (absent), others 1. Clips: 3/3 clips ready.")
+    assert "- row 10: apex not annotated" in text and "{" not in text.split("```")[0]

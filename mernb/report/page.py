@@ -6,7 +6,8 @@ reprs. ``mernb book`` (:func:`mernb.plan.stage_book`) uses the same functions fo
 them yet, and :func:`sanitize_text` to keep build paths and terminal codes out of the HTML.
 
 - :func:`run_admonition`: every paper notebook (setup cell), replacing ``print(run_info(...))``.
-- :func:`warnings_list`: every notebook that loads data (after ``recipe.load_data``).
+- :func:`warnings_list`: every notebook that loads data (after ``recipe.load_data``); :func:`data_summary`
+  replaces ``print(data.summary())`` (one sentence plus the warnings list).
 - :func:`smoke_note`: the smoke note text (the book's Sphinx extension puts it at the top of every page).
 - :func:`dataset_name`, :func:`display_names`: "CASME II" for ``casme2`` in tables, captions, titles.
 """
@@ -183,3 +184,33 @@ def warnings_markdown(problems: Iterable[Any], *, limit: int = 5, title: str = "
             kinds[kind or "other"] = kinds.get(kind or "other", 0) + 1
         lines.append(f"- … and {len(rest)} more ({', '.join(f'{n} {k}' for k, n in kinds.items())})")
     return f"```{{admonition}} {title} ({len(messages)})\n:class: warning mernb-warnings\n\n" + "\n".join(lines) + "\n```\n"
+
+
+def data_summary_markdown(data: Any) -> str:
+    """A ProtocolData (``recipe.load_data``) as one sentence plus the warnings list, for a reader.
+
+    "CASME II, protocol `casme2_5class`: 15 samples from 3 subjects; happiness 2, …, surprise 0 (absent).
+    Clips: 33/33 ready." — no dict reprs, no paths.
+    """
+    samples = list(getattr(data, "samples", []))
+    classes = list(getattr(data, "classes", []))
+    counts = {c: sum(getattr(s, "label", None) == c for s in samples) for c in classes}
+    subjects = len({getattr(s, "subject_key", None) for s in samples})
+    per_class = ", ".join(f"{c} {n}" + (" (absent)" if n == 0 else "") for c, n in counts.items())
+    text = (f"{dataset_name(getattr(data, 'dataset', ''))}, protocol `{getattr(data, 'protocol', '')}`: "
+            f"{len(samples)} samples from {subjects} subjects; {per_class}.")
+    prepare = getattr(data, "prepare", None)
+    if prepare is not None:
+        text += f" Clips: {sanitize_text(str(prepare))}."
+    dropped = list(getattr(data, "dropped", []) or [])
+    if dropped:
+        text += f" {len(dropped)} clip(s) dropped at preparation (listed below)."
+    problems = list(getattr(data, "problems", []) or []) + [f"dropped {a}: {b}" for a, b in dropped]
+    return text + "\n\n" + warnings_markdown(problems)
+
+
+def data_summary(data: Any) -> Any:
+    """:func:`data_summary_markdown` as a Markdown display object; replaces ``print(data.summary())``."""
+    from IPython.display import Markdown
+
+    return Markdown(data_summary_markdown(data))
