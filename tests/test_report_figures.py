@@ -11,10 +11,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from mernb.errors import MernbError  # noqa: E402
 from mernb.report.figures import (  # noqa: E402
     pca_first_component_maps,
+    plot_attention,
     plot_bars,
     plot_clip_gallery,
     plot_confusion,
     plot_curve,
+    plot_image_grid,
     plot_pca_components,
     plot_tsne,
     save_figure,
@@ -99,3 +101,25 @@ def test_clip_gallery_shows_the_amplified_difference():
     assert diff[2, 3] == 30 and diff.sum() == 30
     with pytest.raises(MernbError, match="images for columns"):
         plot_clip_gallery({"x": [onset]})
+
+
+def test_image_grid_labels_rows_and_shares_a_colourbar():
+    rgb, heat = np.zeros((6, 6, 3)), np.arange(36.0).reshape(6, 6)
+    fig = plot_image_grid({"casme2/sub01": [rgb, heat], "samm": [rgb, None]}, col_titles=["frame", "|motion|"],
+                          cmap=[None, "magma"], colorbar="|motion|")
+    axes = fig.axes
+    assert axes[0].get_ylabel() == "casme2/sub01" and axes[2].get_ylabel() == "SAMM"
+    assert [axes[0].get_title(), axes[1].get_title()] == ["frame", "|motion|"]
+    assert axes[-1].get_ylabel() == "|motion|" and len(axes) == 5  # 4 cells + the colourbar
+    assert not axes[3].axison  # the empty cell
+
+
+def test_attention_heatmap_labels_every_frame():
+    a = np.full((4, 4), 0.25)
+    a[0, 1] = 0.5
+    fig = plot_attention(a, frames=[np.zeros((4, 4, 3))] * 4)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4"]
+    assert "0.50" in [t.get_text() for t in ax.texts] and len(ax.texts) == 16
+    with pytest.raises(MernbError, match="square"):
+        plot_attention(np.zeros((2, 3)))

@@ -9,6 +9,7 @@ displayed or glued (:func:`mernb.report.glue.glue_figure`), never twice.
 - :func:`plot_bars`: MPT Fig. 6 (per-class accuracy, baseline vs MPT).
 - :func:`plot_curve`: MPT Fig. 5 (number of prompts), HLoRA Fig. 3 (N_l), MA2MI Fig. 4 (interval).
 - :func:`plot_clip_gallery`: data/statistics (one clip per dataset, the aligned crop).
+- :func:`plot_image_grid`: MPT Table X frames, Figs. 7–8, HLoRA Fig. 6; :func:`plot_attention`: HLoRA Fig. 5.
 """
 
 from __future__ import annotations
@@ -285,6 +286,85 @@ def plot_clip_gallery(clips: Mapping[str, Sequence[Any]], *, gain: float = 10.0,
                 ax.set_title([*columns, f"|apex − onset| × {gain:g}"][c], fontsize=10)
             if c == 0:
                 ax.set_ylabel(display_names(label), fontsize=10)
+    return fig
+
+
+def plot_image_grid(rows: Mapping[str, Sequence[Any]], *, col_titles: Sequence[str] | None = None,
+                    cmap: str | Sequence[str | None] | None = None, vmax: float | None = None,
+                    colorbar: str | None = None, title: str | None = None, cell: float = 2.1) -> Figure:
+    """A grid of images legible at page width: one row per label (written left of the row, 10 pt), column
+    titles on top, optional per-column colour maps and one shared colourbar (``colorbar`` = its label).
+
+    For MPT Table X (frames per α), Fig. 7/8 (predictions, Grad-CAM) and HLoRA Fig. 6 (failure cases):
+    images are (H, W[, 3]) arrays in [0, 1] or [0, 255]; ``None`` leaves a cell empty.
+    """
+    from mernb.report.page import display_names
+
+    if not rows:
+        raise MernbError("plot_image_grid: no row to show")
+    n_cols = max(len(images) for images in rows.values())
+    cmaps = list(cmap) if isinstance(cmap, list | tuple) else [cmap] * n_cols
+    fig = Figure(figsize=(cell * n_cols + 1.4 + (0.6 if colorbar else 0.0), cell * len(rows) + 0.5),
+                 layout="constrained")
+    axes = np.asarray(fig.subplots(len(rows), n_cols, squeeze=False))
+    mappable = None
+    for r, (label, images) in enumerate(rows.items()):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            image = images[c] if c < len(images) else None
+            if image is None:
+                ax.set_axis_off()
+                continue
+            image = np.asarray(image)
+            gray = image.ndim == 2
+            shown = ax.imshow(image, cmap=(cmaps[c] or "gray") if gray else None, vmin=0 if gray else None,
+                              vmax=vmax if gray else None)
+            if gray and cmaps[c]:
+                mappable = shown
+            if c == 0:
+                ax.set_ylabel(display_names(label), fontsize=10)
+            if r == 0 and col_titles is not None and c < len(col_titles):
+                ax.set_title(col_titles[c], fontsize=10)
+    if colorbar and mappable is not None:
+        fig.colorbar(mappable, ax=axes[:, -1].tolist(), shrink=0.8, label=colorbar)
+    if title:
+        fig.suptitle(display_names(title), fontsize=11)
+    return fig
+
+
+def plot_attention(matrix: Any, *, frames: Sequence[Any] | None = None, title: str = "IFFA attention a_ij",
+                   label: str = "frame") -> Figure:
+    """HLoRA Fig. 5: a t×t attention heatmap with every tick labelled 1..t and each cell's value printed,
+    beside the t frames (two rows) when given."""
+    a = np.asarray(matrix, dtype=float)
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise MernbError(f"attention must be a square (t, t) matrix, got shape {a.shape}")
+    t = a.shape[0]
+    cols = (t + 1) // 2 if frames is not None else 0
+    fig = Figure(figsize=(5.2 + 1.6 * cols, 4.6), layout="constrained")
+    grid = fig.add_gridspec(2, 4 + 2 * cols)
+    ax = fig.add_subplot(grid[:, :4])
+    im = ax.imshow(a, cmap="viridis")
+    ticks = [str(i + 1) for i in range(t)]
+    ax.set_xticks(range(t), ticks, fontsize=9)
+    ax.set_yticks(range(t), ticks, fontsize=9)
+    ax.set_xlabel(f"{label} j", fontsize=10)
+    ax.set_ylabel(f"{label} i", fontsize=10)
+    ax.set_title(title, fontsize=11)
+    if t <= 10:
+        mid = (a.max() + a.min()) / 2
+        for i in range(t):
+            for j in range(t):
+                ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if a[i, j] < mid else "black")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    for k, frame in enumerate(frames or []):
+        axk = fig.add_subplot(grid[k // cols, 4 + 2 * (k % cols):6 + 2 * (k % cols)])
+        axk.imshow(np.asarray(frame))
+        axk.set_axis_off()
+        axk.set_title(f"{label} {k + 1}", fontsize=9)
     return fig
 
 
