@@ -176,3 +176,15 @@ def test_data_summary_reads_as_a_sentence():
     assert text.startswith("CASME II, protocol `casme2_5class`: 3 samples from 2 subjects; "
                            "happiness 2, surprise 0 (absent), others 1. Clips: 3/3 clips ready.")
     assert "- row 10: apex not annotated" in text and "{" not in text.split("```")[0]
+
+
+def test_dashboard_headline_names_the_dataset_of_each_table(repo):
+    plan = planmod.load_plan(repo / "plans" / "t.yaml")
+    stage = repo / "stage"
+    (stage / "t").mkdir(parents=True)
+    csv = "metric,Acc (%),Acc (%)\n,paper,this build\nMethod,,\nHLoRA-MER,{p},{o}\nother,1.0,\n"
+    (stage / "t/a.csv").write_text(csv.format(p=86.34, o=27.27))
+    (stage / "t/b.csv").write_text(csv.format(p=80.0, o=30.0))
+    art = planmod._artifact("demo/good", "Good", plan, 5.0, "0", "abc",
+                            {"hlora_table_3_casme2_table": "t/a.csv", "hlora_table_3_samm_table": "t/b.csv"}, stage)
+    assert art.headline == [("CASME II: HLoRA-MER", "Acc (%)", 86.34, 27.27), ("SAMM: HLoRA-MER", "Acc (%)", 80.0, 30.0)]
