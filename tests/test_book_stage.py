@@ -93,7 +93,7 @@ def test_stage_cleans_pages_marks_failures_and_builds_the_dashboard(repo):
 
     status = (stage / "status.md").read_text()
     good_row = next(line for line in status.splitlines() if "demo/good>" in line)
-    assert "| smoke |" in good_row and "MPT (Ours) Acc 86.59 → 20.00" in good_row and "12 s" in good_row
+    assert "| smoke |" in good_row and "MPT (Ours): Acc 86.59 → 20.00" in good_row and "12 s" in good_row
     assert "tables/demo/good/demo_table.csv" in good_row
     assert "**failed**" in status and "`demo/bad`: ValueError: boom" in status
     assert "not run" not in good_row and "quoted only" in status and "MA2MI Table 1" in status

@@ -86,7 +86,7 @@ def status_page(artifacts: Sequence[Artifact], *, plan: str, plan_file: str, kin
         "(the pipeline runs; not a reproduction), *real data* a run of the paper plan on the licensed datasets, "
         "*quoted only* a paper number this book only quotes. The run time is the one measured for this build; "
         "tables download as CSV. **Reproduce a page** on real data with "
-        "`mernb run plans/paper.yaml --only <page id>` (the id is in the last column; "
+        "`mernb run plans/paper.yaml --only <page id>` (the id is in the first column; "
         "`plans/smoke.yaml` for this smoke build), then `mernb book plans/paper.yaml`.", "",
     ]
     failed = [a for a in artifacts if a.status == "failed"]
@@ -95,22 +95,32 @@ def status_page(artifacts: Sequence[Artifact], *, plan: str, plan_file: str, kin
         by_paper.setdefault(a.notebook.split("/")[0], []).append(a)
     for paper, items in by_paper.items():
         lines += [f"## {PAPER_TITLES.get(paper, paper)}", "",
-                  "| page | status | headline: paper → this build | time | CSV | page id |",
-                  "|---|---|---|---|---|---|"]
+                  "| page (id) | status | headline: paper → this build | time | CSV |",
+                  "|---|---|---|---|---|"]
         for a in items:
-            head = "; ".join(f"{_cell(row)} {m.split(' ')[0]} {_fmt(p)} → {_fmt(o)}" for row, m, p, o in a.headline)
+            by_row: dict[str, list[str]] = {}
+            for row, m, p, o in a.headline:
+                by_row.setdefault(row, []).append(f"{m.split(' ')[0]} {_fmt(p)} → {_fmt(o)}")
+            head = "; ".join(f"{_cell(row)}: {', '.join(v)}" for row, v in by_row.items())
             if a.status in ("missing", "absent", "failed"):
                 head = a.error and _cell(a.error) or "–"
-            csv = ", ".join(f"{{download}}`{key.split('_', 1)[-1]} <{path}>`" for key, path in a.tables.items()) or "–"
+            csv = ", ".join(f"{{download}}`{key.split('_', 1)[-1]} <{path}>`" for key, path in a.tables.items())
+            if len(a.tables) > 3:
+                csv = f"{len(a.tables)} tables, see [Downloads](#downloads)"
             time_text = f"{a.seconds:.0f} s" if a.seconds else "–"
-            lines.append(f"| {{doc}}`{_cell(a.title)} </runs/book/notebooks/{a.notebook}>` | "
-                         f"{STATUS_TEXT.get(a.status, a.status)} | {head or '–'} | {time_text} | {csv} | "
-                         f"`{a.notebook}` |")
+            lines.append(f"| {{doc}}`{_cell(a.title)} </runs/book/notebooks/{a.notebook}>` (`{a.notebook}`) | "
+                         f"{STATUS_TEXT.get(a.status, a.status)} | {head or '–'} | {time_text} | {csv or '–'} |")
         lines.append("")
     quoted = list(quoted)
     if quoted:
         lines += ["## Quoted only", "", "Paper tables this book quotes but does not run yet:", ""]
         lines += [f"- {PAPER_TITLES.get(p, p)} {t}" for p, t in quoted] + [""]
+    many = [a for a in artifacts if len(a.tables) > 3]
+    if many:
+        lines += ["(downloads)=", "## Downloads", ""]
+        lines += [f"- `{a.notebook}`: " + ", ".join(f"{{download}}`{key.split('_', 1)[-1]} <{path}>`"
+                                                      for key, path in a.tables.items()) for a in many]
+        lines.append("")
     lines += ["## Failed pages", ""]
     if failed:
         lines += ["These pages failed in the last run and show a failure note instead of results:", ""]
