@@ -547,11 +547,8 @@ def _artifact(notebook: str, title: str, plan: Plan, seconds: float, seed: str |
 
     found = [(key, headline((stage / path).read_text(), limit=1)) for key, path in tables.items()]
     found = [(key, rows) for key, rows in found if rows]
-    if len(found) == 1:  # one table: its two best-measured rows
-        key = found[0][0]
-        found = [(key, headline((stage / tables[key]).read_text()))]
     rows = []
-    for key, measured in found[:3]:  # several tables (one per dataset): the measured row of each
+    for key, measured in found[:3]:  # the measured row of each table (one per dataset), at most three
         tag = display_names(key.split("_")[-2] if key.endswith("_table") else key.split("_")[-1])
         rows += [(f"{tag}: {row}" if len(found) > 1 else row, m, p, o) for row, m, p, o in measured]
     return Artifact(notebook, title, plan.kind, seconds or None, seed, commit, None, tables, rows)
