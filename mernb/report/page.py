@@ -173,7 +173,7 @@ def warnings_markdown(problems: Iterable[Any], *, limit: int = 5, title: str = "
     for p in problems:
         kind = (p.get("kind") if isinstance(p, Mapping) else getattr(p, "kind", "")) or ""
         message = (p.get("message") if isinstance(p, Mapping) else getattr(p, "message", None)) or str(p)
-        messages.append((kind, sanitize_text(str(message))))
+        messages.append((kind, display_names(sanitize_text(str(message)))))
     if not messages:
         return ""
     lines = [f"- {m}" for _, m in messages[:limit]]
