@@ -10,7 +10,7 @@ JOBS ?= 2
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test install lint clean-runs mutation
+.PHONY: book test install lint clean-runs mutation book-check book-screenshots
 
 $(STAMP): pyproject.toml tools/install.sh tools/_tv_cpu_fix.py
 	bash tools/install.sh $(VENV)
@@ -25,6 +25,21 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The HTML checks of CI over the built book (smoke note, no reprs/paths/tracebacks, links, TOC).
+book-check: $(STAMP)
+	MERNB_REQUIRE_BOOK=1 $(BIN)/python -m pytest tests/test_book_html.py -q
+
+# For humans, not CI: a full-page screenshot of every built page with headless Chromium.
+SHOTS ?= _build/screenshots
+book-screenshots:
+	mkdir -p $(SHOTS)
+	for page in $$(cd _build/html && find . -name '*.html' -not -path './_*' -not -name genindex.html -not -name search.html); do \
+		out=$(SHOTS)/$$(echo $$page | sed 's|^\./||; s|/|__|g; s|\.html$$|.png|'); \
+		chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1200,2400 \
+			--screenshot=$$out file://$(CURDIR)/_build/html/$$page 2>/dev/null || exit 1; \
+	done
+	@echo "screenshots in $(SHOTS)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check mernb tests

@@ -614,23 +614,59 @@ def _git_commit() -> str:
 
 
 def stage_book(plan: Plan) -> Path:
-    """Fill runs/book/ with the plan's page notebooks (placeholders name the command for missing ones)."""
+    """Fill runs/book/ with the plan's pages, cleaned for readers, plus the status page and build info.
+
+    Executed pages are copied with code collapsed, developer output cleaned (:func:`_clean_page`) and a
+    run admonition; a failed page becomes a failure note naming the error and the command to rerun it;
+    a missing one a placeholder naming the command. Also writes ``plan.md`` (the landing page's note),
+    ``status.md`` (the dashboard, tables as CSV under ``tables/``) and ``build.json`` (plan and kind, read
+    by the book's Sphinx extension for the smoke note and banner).
+    """
+    from mernb.report.dashboard import Artifact, status_page
+
     stage = REPO_ROOT / BOOK_STAGE
     if stage.exists():
         shutil.rmtree(stage)
     (stage / "notebooks").mkdir(parents=True)
-    missing = []
+    plan_file = _rel(plan.path)
+    commit = _git_commit()
+    missing, artifacts = [], []
     for notebook in toc_notebooks():
         dest = stage / "notebooks" / f"{notebook}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
         source = plan.executed_path(notebook, plan.page_group(notebook)) if notebook in plan.notebooks else None
-        if source is not None and source.is_file():
-            shutil.copy2(source, dest)
-        else:
+        rerun = f"mernb run {plan_file} --only '{notebook}'"
+        if source is None or not source.is_file():
             missing.append(notebook)
             why = (f"is not part of plan `{plan.name}`" if notebook not in plan.notebooks
-                   else f"has not been executed yet: run `mernb run {plan.path.relative_to(REPO_ROOT)} --only '{notebook}'`")
+                   else f"has not been executed yet: run `{rerun}`")
             dest.with_suffix(".md").write_text(f"# {notebook}\n\n```{{note}}\nThis page {why}.\n```\n")
+            artifacts.append(Artifact(notebook, notebook, "absent" if notebook not in plan.notebooks else "missing"))
+            continue
+        nb = json.loads(source.read_text())
+        meta = nb.get("metadata", {})
+        title = _page_title(nb) or notebook
+        seconds = sum(json.loads(p.read_text()).get("metadata", {}).get("mernb", {}).get("seconds", 0.0)
+                      for p in (plan.executed_path(notebook, g) for g in plan.notebooks[notebook]) if p.is_file())
+        seed = meta.get("papermill", {}).get("parameters", {}).get("seed")
+        if meta.get("mernb", {}).get("status") == "failed":
+            error = _page_error(nb)
+            dest.with_suffix(".md").write_text(
+                f"# {title}\n\n```{{admonition}} This page failed to run\n:class: error mernb-failed\n\n"
+                f"`{notebook}` stopped with "
+                f"`{error}` in plan `{plan.name}`, so it shows no results. Rerun it with `{rerun}`; the "
+                f"executed notebook with the full traceback is `{_rel(source)}`.\n```\n")
+            artifacts.append(Artifact(notebook, title, "failed", seconds or None, _str(seed), commit, error))
+            continue
+        tables = _clean_page(nb, plan, notebook, stage)
+        dest.write_text(json.dumps(nb, indent=1))
+        artifacts.append(_artifact(notebook, title, plan, seconds, _str(seed), commit, tables, stage))
+    built = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    failed = [a.notebook for a in artifacts if a.status == "failed"]
+    (stage / "build.json").write_text(json.dumps({"plan": plan.name, "kind": plan.kind, "commit": commit,
+                                                  "built": built, "failed": failed}, indent=1))
+    (stage / "status.md").write_text(status_page(artifacts, plan=plan.name, plan_file=plan_file, kind=plan.kind,
+                                                 commit=commit, built=built, quoted=_quoted_only()))
     kind_text = {
         "synthetic": "**Every number in this build is a smoke result on SynthME synthetic data with tiny models on "
                      "the CPU. It exercises the full pipeline; it is not a reproduction of the papers.** The papers' "
@@ -640,16 +676,168 @@ def stage_book(plan: Plan) -> Path:
     }[plan.kind]
     lines = [
         "```{admonition} Which numbers are these?", ":class: important", "",
-        f"Run plan `{plan.name}` (`{plan.path.relative_to(REPO_ROOT)}`), kind **{plan.kind}**. {kind_text}", "",
-        f"Built {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from commit `{_git_commit()}`.",
+        f"Run plan `{plan.name}` (`{plan_file}`), kind **{plan.kind}**. {kind_text}", "",
+        f"Built {built} from commit `{commit}`. The {{doc}}`status page </runs/book/status>` lists every "
+        "artifact with its status, run time and the command that reproduces it.",
     ]
     if plan.description:
         lines += ["", plan.description]
     if missing:
         lines += ["", f"Pages not executed in this plan: {', '.join(f'`{m}`' for m in missing)}."]
+    if failed:
+        lines += ["", f"**Pages that failed** (they show a failure note): {', '.join(f'`{m}`' for m in failed)}."]
     lines.append("```")
     (stage / "plan.md").write_text("\n".join(lines) + "\n")
     return stage
+
+
+def _rel(path: Path) -> str:
+    """``path`` relative to the project root when inside it (never an absolute build path on a page)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT.resolve()))
+    except ValueError:
+        return Path(path).name
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _page_title(nb: dict) -> str | None:
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            for line in "".join(cell.get("source", "")).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return None
+
+
+def _page_error(nb: dict) -> str:
+    """``"ename: evalue"`` of the first error output (terminal codes removed), or "an error"."""
+    from mernb.report.page import sanitize_text
+
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                text = f"{out.get('ename', 'Error')}: {out.get('evalue', '')}".strip().rstrip(":")
+                return sanitize_text(text, REPO_ROOT).replace("`", "'")[:300]
+    return "an error (see the executed notebook)"
+
+
+_RUN_INFO_LINE = r"^(?:plan='[^\n]*|device in use: [^\n]*)$\n?"  # what run_info() prints
+_KEEP_TAGS = {"remove-cell", "remove-input", "hide-input", "hide-cell", "remove-output"}
+
+
+def _models(value: Any) -> list[str]:
+    """Every ``model`` named in a notebook's parameters (nested dicts included), in order."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        if isinstance(value.get("model"), str):
+            found.append(value["model"])
+        for item in value.values():
+            found += _models(item)
+    return list(dict.fromkeys(found))
+
+
+def _clean_page(nb: dict, plan: Plan, notebook: str, stage: Path) -> dict[str, str]:
+    """Make an executed notebook a reader's page, in place; returns {glue key: CSV path} of its tables.
+
+    Code is collapsed (``hide-input``), stderr dropped, printed text freed of build paths, terminal codes,
+    reprs and the run-info lines (a *run* admonition under the title replaces them when the notebook does
+    not show one), printed logs collapsed (``hide-output``), and glued tables' CSV written to ``tables/``.
+    """
+    import re
+
+    from mernb.report.page import display_names, run_admonition_text, sanitize_text
+
+    tables: dict[str, str] = {}
+    device = when = commit = None
+    has_run_note = False
+    papermill_meta = nb.get("metadata", {}).get("papermill", {})
+    for key in ("input_path", "output_path"):  # no build paths in the staged copy
+        if papermill_meta.get(key):
+            papermill_meta[key] = _rel(Path(papermill_meta[key]))
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if not _KEEP_TAGS & set(tags):
+            tags.append("hide-input")
+        outputs = []
+        for out in cell.get("outputs", []):
+            kind = out.get("output_type")
+            if kind == "stream":
+                if out.get("name") == "stderr":
+                    continue
+                text = "".join(out.get("text", ""))
+                info = re.search(r"device in use: (.*?); mernb .*?commit (\w+); (.*)$", text, re.M)
+                if info:
+                    device, commit, when = info.group(1), info.group(2)[:12], info.group(3).strip()
+                text = sanitize_text(re.sub(_RUN_INFO_LINE, "", text, flags=re.M), REPO_ROOT)
+                if text.strip():
+                    out["text"] = text
+                    outputs.append(out)
+                    if "hide-output" not in tags and "remove-output" not in tags:
+                        tags.append("hide-output")
+                continue
+            if kind == "error":
+                continue
+            data = out.get("data", {})
+            if plan.kind == "synthetic" and "".join(data.get("text/markdown", "")).startswith("**Smoke run"):
+                continue  # the smoke note at the top of every page says it
+            for mime, value in list(data.items()):
+                if mime.startswith(("text/", "application/papermill.record/text/")):
+                    text = "".join(value) if isinstance(value, list) else str(value)
+                    if "mernb-run" in text:
+                        has_run_note = True
+                    text = sanitize_text(text, REPO_ROOT)
+                    data[mime] = display_names(text) if mime == "text/markdown" else text
+            csv = out.get("metadata", {}).pop("mernb", {}).get("csv")
+            key = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if csv and key:
+                path = stage / "tables" / notebook / f"{key}.csv"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(csv)
+                tables[key] = str(path.relative_to(stage))
+            outputs.append(out)
+        cell["outputs"] = outputs
+    if not has_run_note:
+        params = nb.get("metadata", {}).get("papermill", {}).get("parameters", {})
+        group = params.get("group", plan.page_group(notebook))
+        settings = {k: params[k] for k in ("dataset", "protocol", "datasets", "max_subjects") if k in params}
+        seconds = nb.get("metadata", {}).get("mernb", {}).get("seconds")
+        note = run_admonition_text(plan=plan.name, group=group, notebook=notebook,
+                                   model=", ".join(f"`{m}`" for m in _models(params)) or None,
+                                   seeds=params.get("seed"), device=device, commit=commit, when=when,
+                                   seconds=seconds, settings=settings or None, plan_file=_rel(plan.path))
+        cells = nb.get("cells", [])
+        at = next((i + 1 for i, c in enumerate(cells) if c.get("cell_type") == "markdown"), 0)
+        cells.insert(at, {"cell_type": "markdown", "id": "mernb-run-note", "metadata": {}, "source": note})
+    return tables
+
+
+def _artifact(notebook: str, title: str, plan: Plan, seconds: float, seed: str | None, commit: str,
+              tables: dict[str, str], stage: Path) -> Any:
+    from mernb.report.dashboard import Artifact, headline
+    from mernb.report.page import display_names
+
+    found = [(key, headline((stage / path).read_text(), limit=1)) for key, path in tables.items()]
+    found = [(key, rows) for key, rows in found if rows]
+    rows = []
+    for key, measured in found[:3]:  # the measured row of each table (one per dataset), at most three
+        tag = display_names(key.split("_")[-2] if key.endswith("_table") else key.split("_")[-1])
+        rows += [(f"{tag}: {row}" if len(found) > 1 else row, m, p, o) for row, m, p, o in measured]
+    return Artifact(notebook, title, plan.kind, seconds or None, seed, commit, None, tables, rows)
+
+
+def _quoted_only() -> list[tuple[str, str]]:
+    """(paper, table) pairs of the paper numbers for papers that have no notebook in the book yet."""
+    from mernb.report.paper import paper_numbers
+
+    with_pages = {nb.split("/")[0] for nb in toc_notebooks()}
+    numbers = paper_numbers()
+    pairs = numbers[["paper", "table"]].drop_duplicates().itertuples(index=False)
+    return [(p, t) for p, t in pairs if p not in with_pages]
 
 
 def build_book(plan: Plan) -> Path:
@@ -662,6 +850,7 @@ def build_book(plan: Plan) -> Path:
     if result.returncode != 0:
         raise ConfigError(f"jupyter-book build failed (exit {result.returncode}); see the warnings above")
     html = REPO_ROOT / "_build" / "html" / "index.html"
+    shutil.copy2(REPO_ROOT / BOOK_STAGE / "build.json", html.parent / "mernb-build.json")  # for the HTML checks
     print(f"[book] done: {html}")
     return html
 

@@ -11,9 +11,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from mernb.errors import MernbError  # noqa: E402
 from mernb.report.figures import (  # noqa: E402
     pca_first_component_maps,
+    plot_attention,
     plot_bars,
+    plot_clip_gallery,
     plot_confusion,
     plot_curve,
+    plot_image_grid,
     plot_pca_components,
     plot_tsne,
     save_figure,
@@ -28,12 +31,21 @@ def test_confusion_annotates_every_cell():
     assert isinstance(fig, Figure)
     heat = fig.axes[0]
     texts = [t.get_text() for t in heat.texts]
-    assert len(texts) == 9
+    assert len(texts) == 6  # the absent class's row is hatched, not annotated with 0 %
     assert "83.3" in texts and "60.0" in texts  # row-normalised percent
     counts = plot_confusion(cm, CLASSES, normalize=False)
     assert "6" in [t.get_text() for t in counts.axes[0].texts]
     with pytest.raises(MernbError, match="shape"):
         plot_confusion(np.zeros((2, 2)), CLASSES)
+
+
+def test_confusion_names_n_per_true_class_and_marks_absent_classes():
+    cm = np.array([[5, 1, 0], [2, 6, 2], [0, 0, 0]])
+    ax = plot_confusion(cm, CLASSES, title="HLoRA-MER, casme2").axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["positive (n=6)", "negative (n=10)", "surprise (absent)"]
+    assert any(getattr(p, "get_hatch", lambda: None)() == "///" for p in ax.patches)
+    assert ax.get_title() == "HLoRA-MER, CASME II"
 
 
 def test_tsne_small_n(tmp_path):
@@ -73,5 +85,41 @@ def test_bars_and_curve():
     curve = plot_curve([0, 1, 3, 5, 7], {"Acc": [80, 82, 84, 86.59, 85], "F1": [79, None, 83, 86.01, 84]},
                        xlabel="motion prompts", annotate=True)
     assert len(curve.axes[0].lines) == 2
+    first, second = curve.axes[0].lines  # equal series must not hide each other
+    assert first.get_marker() != second.get_marker() and first.get_linestyle() != second.get_linestyle()
     with pytest.raises(MernbError, match="values for"):
         plot_curve([1, 2], {"Acc": [1.0]})
+
+
+def test_clip_gallery_shows_the_amplified_difference():
+    onset = np.full((8, 8, 3), 100, dtype=np.uint8)
+    apex = onset.copy()
+    apex[2, 3] = 103  # a 3-grey-level change, ×10 → 30
+    fig = plot_clip_gallery({"casme2": [onset, apex], "samm": [onset[..., 0], apex[..., 0]]})
+    assert len(fig.axes) == 6 and fig.axes[0].get_ylabel() == "CASME II"
+    diff = fig.axes[2].images[0].get_array()
+    assert diff[2, 3] == 30 and diff.sum() == 30
+    with pytest.raises(MernbError, match="images for columns"):
+        plot_clip_gallery({"x": [onset]})
+
+
+def test_image_grid_labels_rows_and_shares_a_colourbar():
+    rgb, heat = np.zeros((6, 6, 3)), np.arange(36.0).reshape(6, 6)
+    fig = plot_image_grid({"casme2/sub01": [rgb, heat], "samm": [rgb, None]}, col_titles=["frame", "|motion|"],
+                          cmap=[None, "magma"], colorbar="|motion|")
+    axes = fig.axes
+    assert axes[0].get_ylabel() == "casme2/sub01" and axes[2].get_ylabel() == "SAMM"
+    assert [axes[0].get_title(), axes[1].get_title()] == ["frame", "|motion|"]
+    assert axes[-1].get_ylabel() == "|motion|" and len(axes) == 5  # 4 cells + the colourbar
+    assert not axes[3].axison  # the empty cell
+
+
+def test_attention_heatmap_labels_every_frame():
+    a = np.full((4, 4), 0.25)
+    a[0, 1] = 0.5
+    fig = plot_attention(a, frames=[np.zeros((4, 4, 3))] * 4)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4"]
+    assert "0.50" in [t.get_text() for t in ax.texts] and len(ax.texts) == 16
+    with pytest.raises(MernbError, match="square"):
+        plot_attention(np.zeros((2, 3)))

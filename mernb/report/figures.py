@@ -8,6 +8,8 @@ displayed or glued (:func:`mernb.report.glue.glue_figure`), never twice.
 - :func:`pca_first_component_maps`, :func:`plot_pca_components`: HLoRA Fig. 4.
 - :func:`plot_bars`: MPT Fig. 6 (per-class accuracy, baseline vs MPT).
 - :func:`plot_curve`: MPT Fig. 5 (number of prompts), HLoRA Fig. 3 (N_l), MA2MI Fig. 4 (interval).
+- :func:`plot_clip_gallery`: data/statistics (one clip per dataset, the aligned crop).
+- :func:`plot_image_grid`: MPT Table X frames, Figs. 7–8, HLoRA Fig. 6; :func:`plot_attention`: HLoRA Fig. 5.
 """
 
 from __future__ import annotations
@@ -43,34 +45,52 @@ def plot_confusion(cm: Any, classes: Sequence[str], *, normalize: bool = True, t
                    cmap: str = "Blues") -> Figure:
     """Confusion matrix heatmap (rows = truth, columns = prediction), every cell annotated.
 
-    ``normalize=True`` divides each row by its number of true samples (empty rows stay 0) and prints
-    percentages; otherwise counts.
+    ``normalize=True`` divides each row by its number of true samples and prints percentages; otherwise
+    counts. Each true class is labelled with its n; a class absent from the pool (n = 0) is labelled
+    "absent", its row hatched grey and left unannotated (0 % would read as a result). Dataset keys in the
+    title are written as names (CASME II).
     """
     import seaborn as sns
+
+    from mernb.report.page import display_names
 
     cm = np.asarray(cm, dtype=float)
     k = len(classes)
     if cm.shape != (k, k):
         raise MernbError(f"confusion matrix has shape {cm.shape}, expected ({k}, {k}) for classes {list(classes)}")
+    totals = cm.sum(axis=1)
+    absent = totals == 0
     if normalize:
-        totals = cm.sum(axis=1, keepdims=True)
-        shown = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0) * 100.0
+        shown = np.divide(cm, totals[:, None], out=np.zeros_like(cm), where=totals[:, None] > 0) * 100.0
         fmt, vmax = ".1f", 100.0
     else:
         shown, fmt, vmax = cm, ".0f", None
-    size = max(3.2, 0.75 * k + 1.6)
-    fig = Figure(figsize=(size + 0.8, size), layout="constrained")
+    annot = np.array([[format(v, fmt) for v in row] for row in shown], dtype=object)
+    annot[absent, :] = ""
+    masked = np.ma.masked_array(shown, mask=np.repeat(absent[:, None], k, axis=1))
+    size = max(3.6, 0.8 * k + 2.0)
+    fig = Figure(figsize=(size + 1.4, size), layout="constrained")
     ax = fig.add_subplot()
-    sns.heatmap(shown, annot=True, fmt=fmt, cmap=cmap, vmin=0.0, vmax=vmax, square=True, cbar=True,
-                xticklabels=list(classes), yticklabels=list(classes), ax=ax,
-                cbar_kws={"label": "% of true class" if normalize else "samples"})
-    ax.set_xlabel("Predicted")
-    ax.set_ylabel("True")
-    ax.tick_params(axis="x", labelrotation=45)
-    ax.tick_params(axis="y", labelrotation=0)
+    ylabels = [f"{c} (absent)" if a else f"{c} (n={int(n)})" for c, n, a in zip(classes, totals, absent, strict=True)]
+    sns.heatmap(shown, annot=annot, fmt="", cmap=cmap, vmin=0.0, vmax=vmax, square=True, cbar=True,
+                mask=masked.mask, xticklabels=list(classes), yticklabels=ylabels, ax=ax,
+                annot_kws={"fontsize": 10}, cbar_kws={"label": "% of true class" if normalize else "samples",
+                                                      "shrink": 0.8})
+    for i in np.flatnonzero(absent):
+        ax.add_patch(_hatched_row(i, k))
+    ax.set_xlabel("Predicted", fontsize=11)
+    ax.set_ylabel("True", fontsize=11)
+    ax.tick_params(axis="x", labelrotation=45, labelsize=10)
+    ax.tick_params(axis="y", labelrotation=0, labelsize=10)
     if title:
-        ax.set_title(title)
+        ax.set_title(display_names(title), fontsize=11)
     return fig
+
+
+def _hatched_row(i: int, k: int) -> Any:
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((0, i), k, 1, facecolor="#eeeeee", edgecolor="#999999", hatch="///", linewidth=0.0)
 
 
 def _scatter_by_class(ax: Any, xy: np.ndarray, idx: np.ndarray, classes: Sequence[str]) -> None:
@@ -80,11 +100,11 @@ def _scatter_by_class(ax: Any, xy: np.ndarray, idx: np.ndarray, classes: Sequenc
     for i, name in enumerate(classes):
         mask = idx == i
         if mask.any():
-            ax.scatter(xy[mask, 0], xy[mask, 1], s=14, color=palette[i], label=name, alpha=0.85,
-                       edgecolors="none")
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=22, color=palette[i], label=f"{name} (n={int(mask.sum())})",
+                       alpha=0.85, edgecolors="white", linewidths=0.4)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(frameon=False, fontsize="small", markerscale=1.5)
+    ax.legend(frameon=False, fontsize=10, markerscale=1.4, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def tsne_embedding(features: Any, *, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
@@ -105,12 +125,14 @@ def plot_tsne(features: Any, labels: Sequence[Any], classes: Sequence[str], *, s
     idx = _class_indices(labels, classes)
     if len(idx) != len(features):
         raise MernbError(f"{len(features)} feature rows but {len(idx)} labels")
+    from mernb.report.page import display_names
+
     xy = tsne_embedding(features, seed=seed, perplexity=perplexity)
-    fig = Figure(figsize=(4.5, 4.2), layout="constrained")
+    fig = Figure(figsize=(6.4, 4.6), layout="constrained")
     ax = fig.add_subplot()
     _scatter_by_class(ax, xy, idx, classes)
     if title:
-        ax.set_title(title)
+        ax.set_title(display_names(title), fontsize=11)
     return fig
 
 
@@ -202,14 +224,20 @@ def plot_bars(per_class: Mapping[str, Any], *, classes: Sequence[str] | None = N
 def plot_curve(x: Sequence[Any], ys: Mapping[str, Sequence[float]], *, xlabel: str = "", ylabel: str = "",
                title: str | None = None, marker: str = "o", annotate: bool = False) -> Figure:
     """Lines over a sweep (e.g. Acc and F1 vs number of prompts or N_l); NaN points are left out."""
-    fig = Figure(figsize=(4.6, 3.2), layout="constrained")
+    from mernb.report.page import display_names
+
+    fig = Figure(figsize=(5.6, 3.6), layout="constrained")
     ax = fig.add_subplot()
     xs = list(x)
-    for label, values in ys.items():
+    markers = [marker, "s", "^", "D", "v", "P"]
+    styles = ["-", "--", "-.", ":"]
+    for j, (label, values) in enumerate(ys.items()):
         values = [np.nan if v is None else float(v) for v in values]
         if len(values) != len(xs):
             raise MernbError(f"series {label!r} has {len(values)} values for {len(xs)} x positions")
-        ax.plot(xs, values, marker=marker, label=label)
+        # series that coincide (e.g. Acc = F1) stay visible: own marker, hollow and shrinking, own line style
+        ax.plot(xs, values, marker=markers[j % len(markers)], linestyle=styles[j % len(styles)], label=label,
+                markersize=max(4.0, 9.0 - 2.0 * j), markerfacecolor="none" if j else None, linewidth=1.6)
         if annotate:
             for xv, yv in zip(xs, values, strict=True):
                 if not np.isnan(yv):
@@ -217,13 +245,126 @@ def plot_curve(x: Sequence[Any], ys: Mapping[str, Sequence[float]], *, xlabel: s
                                 ha="center", fontsize="x-small")
     if all(isinstance(v, int | np.integer) for v in xs):
         ax.set_xticks(xs)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_xlabel(xlabel, fontsize=11)
+    ax.set_ylabel(ylabel, fontsize=11)
     ax.grid(alpha=0.3)
     if len(ys) > 1:
-        ax.legend(frameon=False, fontsize="small")
+        ax.legend(frameon=False, fontsize=10)
     if title:
-        ax.set_title(title)
+        ax.set_title(display_names(title), fontsize=11)
+    return fig
+
+
+def plot_clip_gallery(clips: Mapping[str, Sequence[Any]], *, gain: float = 10.0,
+                      columns: Sequence[str] = ("onset", "apex")) -> Figure:
+    """One row per clip: its frames (e.g. onset, apex, aligned apex) and ``|apex − onset| × gain``.
+
+    ``clips`` maps a row label (dataset names are written out) to images (H, W[, 3]) in ``columns``
+    order; the difference column uses the first two. Used by ``notebooks/data/statistics`` (SynthME
+    gallery and one aligned clip).
+    """
+    from mernb.report.page import display_names
+
+    if not clips:
+        raise MernbError("plot_clip_gallery: no clip to show")
+    n_cols = len(columns) + 1
+    fig = Figure(figsize=(1.9 * n_cols + 1.2, 1.9 * len(clips) + 0.3), layout="constrained")
+    axes = np.asarray(fig.subplots(len(clips), n_cols, squeeze=False))
+    for r, (label, images) in enumerate(clips.items()):
+        if len(images) != len(columns):
+            raise MernbError(f"clip {label!r}: {len(images)} images for columns {list(columns)}")
+        arrays = [np.asarray(im, dtype=np.float32) for im in images]
+        diff = np.abs(arrays[1] - arrays[0]) if arrays[0].shape == arrays[1].shape else np.zeros_like(arrays[1])
+        diff = diff.mean(-1) if diff.ndim == 3 else diff
+        for c, image in enumerate([*arrays, np.clip(diff * gain, 0, 255)]):
+            ax = axes[r, c]
+            gray = image.ndim == 2
+            ax.imshow(image.astype(np.uint8), cmap="gray" if gray else None, vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title([*columns, f"|apex − onset| × {gain:g}"][c], fontsize=10)
+            if c == 0:
+                ax.set_ylabel(display_names(label), fontsize=10)
+    return fig
+
+
+def plot_image_grid(rows: Mapping[str, Sequence[Any]], *, col_titles: Sequence[str] | None = None,
+                    cmap: str | Sequence[str | None] | None = None, vmax: float | None = None,
+                    colorbar: str | None = None, title: str | None = None, cell: float = 2.1) -> Figure:
+    """A grid of images legible at page width: one row per label (written left of the row, 10 pt), column
+    titles on top, optional per-column colour maps and one shared colourbar (``colorbar`` = its label).
+
+    For MPT Table X (frames per α), Fig. 7/8 (predictions, Grad-CAM) and HLoRA Fig. 6 (failure cases):
+    images are (H, W[, 3]) arrays in [0, 1] or [0, 255]; ``None`` leaves a cell empty.
+    """
+    from mernb.report.page import display_names
+
+    if not rows:
+        raise MernbError("plot_image_grid: no row to show")
+    n_cols = max(len(images) for images in rows.values())
+    cmaps = list(cmap) if isinstance(cmap, list | tuple) else [cmap] * n_cols
+    fig = Figure(figsize=(cell * n_cols + 1.4 + (0.6 if colorbar else 0.0), cell * len(rows) + 0.5),
+                 layout="constrained")
+    axes = np.asarray(fig.subplots(len(rows), n_cols, squeeze=False))
+    mappable = None
+    for r, (label, images) in enumerate(rows.items()):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            image = images[c] if c < len(images) else None
+            if image is None:
+                ax.set_axis_off()
+                continue
+            image = np.asarray(image)
+            gray = image.ndim == 2
+            shown = ax.imshow(image, cmap=(cmaps[c] or "gray") if gray else None, vmin=0 if gray else None,
+                              vmax=vmax if gray else None)
+            if gray and cmaps[c]:
+                mappable = shown
+            if c == 0:
+                ax.set_ylabel(display_names(label), fontsize=10)
+            if r == 0 and col_titles is not None and c < len(col_titles):
+                ax.set_title(col_titles[c], fontsize=10)
+    if colorbar and mappable is not None:
+        fig.colorbar(mappable, ax=axes[:, -1].tolist(), shrink=0.8, label=colorbar)
+    if title:
+        fig.suptitle(display_names(title), fontsize=11)
+    return fig
+
+
+def plot_attention(matrix: Any, *, frames: Sequence[Any] | None = None, title: str = "IFFA attention a_ij",
+                   label: str = "frame") -> Figure:
+    """HLoRA Fig. 5: a t×t attention heatmap with every tick labelled 1..t and each cell's value printed,
+    beside the t frames (two rows) when given."""
+    a = np.asarray(matrix, dtype=float)
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise MernbError(f"attention must be a square (t, t) matrix, got shape {a.shape}")
+    t = a.shape[0]
+    cols = (t + 1) // 2 if frames is not None else 0
+    fig = Figure(figsize=(5.2 + 1.6 * cols, 4.6), layout="constrained")
+    grid = fig.add_gridspec(2, 4 + 2 * cols)
+    ax = fig.add_subplot(grid[:, :4])
+    im = ax.imshow(a, cmap="viridis")
+    ticks = [str(i + 1) for i in range(t)]
+    ax.set_xticks(range(t), ticks, fontsize=9)
+    ax.set_yticks(range(t), ticks, fontsize=9)
+    ax.set_xlabel(f"{label} j", fontsize=10)
+    ax.set_ylabel(f"{label} i", fontsize=10)
+    ax.set_title(title, fontsize=11)
+    if t <= 10:
+        mid = (a.max() + a.min()) / 2
+        for i in range(t):
+            for j in range(t):
+                ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if a[i, j] < mid else "black")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    for k, frame in enumerate(frames or []):
+        axk = fig.add_subplot(grid[k // cols, 4 + 2 * (k % cols):6 + 2 * (k % cols)])
+        axk.imshow(np.asarray(frame))
+        axk.set_axis_off()
+        axk.set_title(f"{label} {k + 1}", fontsize=9)
     return fig
 
 

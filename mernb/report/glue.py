@@ -62,9 +62,43 @@ def glue_number(key: str, value: float, fmt: str = "{:.2f}", *, display: bool = 
     _glue(_check(key), number, display)
 
 
+class GluedTable:
+    """A table glued with its data: the HTML a page shows plus, in the output's metadata, the table as CSV
+    (``{"mernb": {"csv": ...}}``), which ``mernb book`` turns into a download on the status page."""
+
+    def __init__(self, table: Any, data: Any = None) -> None:
+        self.table = table
+        self.data = data
+
+    def frame(self) -> Any:
+        """The data behind the table (the DataFrame glued, or the Styler's data)."""
+        if self.data is not None:
+            return self.data
+        return self.table.data if hasattr(self.table, "data") and hasattr(self.table, "to_html") else self.table
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict, dict]:
+        html = self.table.to_html() if hasattr(self.table, "data") else self.table._repr_html_()
+        frame = self.frame()
+        csv = ""
+        if hasattr(frame, "to_csv"):
+            from pandas import RangeIndex
+
+            csv = frame.to_csv(index=not isinstance(frame.index, RangeIndex))
+        return {"text/html": html, "text/plain": str(frame)}, {"mernb": {"csv": csv}}
+
+
 def glue_table(key: str, table: Any, *, display: bool = False) -> None:
-    """Glue a DataFrame or pandas Styler (e.g. from :func:`mernb.report.tables.style_table`)."""
-    _glue(_check(key), table, display)
+    """Glue a DataFrame or pandas Styler (e.g. from :func:`mernb.report.tables.style_table`).
+
+    Plain DataFrames are glued as :func:`mernb.report.tables.style_table` shows them (dataset names, no
+    header artefacts); the table's data travel along as CSV for the status page's downloads.
+    """
+    data = None
+    if hasattr(table, "to_csv") and not hasattr(table, "data"):
+        from mernb.report.tables import style_table
+
+        data, table = table, style_table(table)
+    _glue(_check(key), GluedTable(table, data), display)
 
 
 class FigureImage:

@@ -19,7 +19,7 @@ MISSING = "–"
 METRIC_LABELS = {"acc": "Acc (%)", "f1": "F1 (%)", "uf1": "UF1 (%)", "uar": "UAR (%)", "war": "WAR (%)",
                  "params_m": "#Params (M)", "gflops": "GFLOPs"}
 UNSCALED = frozenset({"params_m", "gflops", "count", "fps"})
-PARTS = ("Paper", "Ours", "Δ")
+PARTS = ("paper", "this build", "Δ")  # "(paper)" vs "(this build)", never the ambiguous "Ours"
 MetricSpec = str | tuple[str, str]
 
 
@@ -74,8 +74,9 @@ def paper_vs_ours(
     *,
     scale: float | Mapping[str, float] = 100.0,
     formatted: bool = True,
+    delta: bool | None = None,
 ) -> pd.DataFrame:
-    """One row per method/setting; per metric the columns Paper, Ours and Δ (ours − paper).
+    """One row per method/setting; per metric the columns "paper", "this build" and Δ (this build − paper).
 
     ``paper_rows``: long-format numbers of one dataset (``paper_numbers(...)`` output, or records with
     row/metric/value[/unit]); ratio units are turned into percent. ``ours``: ``{row: {metric: value}}``
@@ -83,8 +84,15 @@ def paper_vs_ours(
     sets it per ours-metric; params_m/gflops/count/fps are never scaled unless the dict says so). A metric
     may be a pair ``(paper_metric, ours_metric)``, e.g. ``("f1", "uf1")`` to set our UF1 beside the
     paper's F1. Rows keep the paper's order; ours-only rows come last. ``formatted=True`` gives strings
-    with two decimals and "–" for missing values, ``False`` floats with NaN.
+    with two decimals and "–" for missing values, ``False`` floats with NaN. ``delta``: show the Δ
+    columns; ``None`` shows them only on real-data builds (a smoke build's difference to the paper means
+    nothing), see :func:`mernb.report.page.current_kind`.
     """
+    if delta is None:
+        from mernb.report.page import current_kind
+
+        delta = current_kind() != "synthetic"
+    parts = PARTS if delta else PARTS[:2]
     df = _paper_frame(paper_rows)
     specs = [(m, m) if isinstance(m, str) else (m[0], m[1]) for m in metrics]
     if not specs:
@@ -93,7 +101,7 @@ def paper_vs_ours(
     rows += [r for r in ours if r not in rows]
     lookup = {(r, m): v for r, m, v in df[["row", "metric", "value"]].itertuples(index=False)}
     columns = pd.MultiIndex.from_tuples(
-        [(METRIC_LABELS.get(pm, pm), part) for pm, _ in specs for part in PARTS], names=["metric", ""]
+        [(METRIC_LABELS.get(pm, pm), part) for pm, _ in specs for part in parts], names=["metric", ""]
     )
     data = []
     for row in rows:
@@ -101,7 +109,7 @@ def paper_vs_ours(
         for pm, om in specs:
             paper = lookup.get((row, pm), math.nan)
             mine = _num(ours.get(row, {}).get(om)) * _scale_for(scale, om)
-            line += [paper, mine, round(mine - paper, 6)]
+            line += [paper, mine, round(mine - paper, 6)][:len(parts)]
         data.append(line)
     out = pd.DataFrame(data, index=pd.Index(rows, name="Method"), columns=columns)
     if not formatted:
@@ -129,27 +137,59 @@ def counts_vs_paper(ours_counts: Mapping[str, int], paper_counts: Mapping[str, i
     return out
 
 
+def display_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The table as a reader sees it: dataset keys written as names (``casme2`` → CASME II) in the index,
+    the columns and text cells; a named index becomes the first column, so no pandas header artefacts
+    (a ``metric`` corner or an empty ``Method`` row) remain."""
+    from mernb.report.page import display_names
+
+    out = df.copy()
+    out.index = out.index.map(display_names) if not isinstance(out.index, pd.MultiIndex) else out.index
+    if isinstance(out.columns, pd.MultiIndex):
+        out.columns = pd.MultiIndex.from_tuples([tuple(display_names(v) for v in col) for col in out.columns])
+    else:
+        out.columns = [display_names(c) for c in out.columns]
+    for col in out.columns:
+        if pd.api.types.is_object_dtype(out[col]) or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(display_names)
+    if any(out.index.names) and not isinstance(out.index, pd.RangeIndex):
+        out = out.reset_index()  # with MultiIndex columns the label sits in the top level ("Method", "")
+    return out
+
+
 def style_table(df: pd.DataFrame, *, caption: str | None = None, hide_index: bool | None = None,
                 highlight: str | None = None, precision: int = 2) -> Styler:
-    """Clean HTML for the book: "–" for missing, ``precision`` decimals, no index when it is 0..n-1.
+    """Clean HTML for the book: "–" for missing, ``precision`` decimals, dataset names, no header artefacts.
 
-    ``highlight`` bolds the row with that index label (e.g. "MPT (Ours)"). Glue the returned Styler
-    with :func:`mernb.report.glue.glue_table`.
+    A named index (e.g. "Method") becomes the first column; an unnamed 0..n-1 index is hidden. ``highlight``
+    bolds the row with that index label (e.g. "MPT (Ours)"). On synthetic builds the caption says
+    "SynthME smoke". Glue the returned Styler with :func:`mernb.report.glue.glue_table`.
     """
-    styler = df.style.format(na_rep=MISSING, precision=precision)
+    from mernb.report.page import display_names, smoke_caption
+
+    if highlight is not None and highlight not in df.index:
+        raise MernbError(f"style_table: no row {highlight!r} to highlight; rows: {list(df.index)}")
+    named = any(df.index.names) and not isinstance(df.index, pd.RangeIndex)
+    position = list(df.index).index(highlight) if highlight is not None else None
+    shown = display_table(df)
+    styler = shown.style.format(na_rep=MISSING, precision=precision)
     if hide_index is None:
-        hide_index = isinstance(df.index, pd.RangeIndex)
+        hide_index = named or isinstance(df.index, pd.RangeIndex)
     if hide_index:
         styler = styler.hide(axis="index")
+    styler = styler.hide(axis="columns", names=True) if isinstance(shown.columns, pd.MultiIndex) or \
+        shown.columns.name else styler
+    caption = smoke_caption(display_names(caption))
     if caption:
         styler = styler.set_caption(caption)
-    styler = styler.set_table_styles([
+    rules = [
         {"selector": "th", "props": "text-align: center; padding: 0.25em 0.6em;"},
         {"selector": "td", "props": "text-align: right; padding: 0.25em 0.6em;"},
         {"selector": "caption", "props": "caption-side: top; font-weight: bold;"},
-    ])
-    if highlight is not None:
-        if highlight not in df.index:
-            raise MernbError(f"style_table: no row {highlight!r} to highlight; rows: {list(df.index)}")
-        styler = styler.set_properties(subset=pd.IndexSlice[[highlight], :], **{"font-weight": "bold"})
+    ]
+    if named:  # the former index (method, class) reads left-aligned
+        rules.append({"selector": "td:first-child", "props": "text-align: left;"})
+    styler = styler.set_table_styles(rules)
+    if position is not None:
+        styler = styler.set_properties(subset=pd.IndexSlice[[shown.index[position]], :], **{"font-weight": "bold"})
     return styler
