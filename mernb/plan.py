@@ -367,8 +367,13 @@ def execute(plan: Plan, notebook: str, group: str, force: bool = False, rerun: b
     other rows changed). The kernel starts in the project root (``server``: forked from it) and is shut
     down as soon as the notebook ends; a kernel that dies or exceeds the plan's timeout fails the page.
     """
+    import logging
+
     import papermill
     from nbclient.exceptions import DeadKernelError
+
+    # papermill's "Unable to parse line" warning for parameter lines it cannot type (comments, dict calls)
+    logging.getLogger("papermill.translators").setLevel(logging.ERROR)
 
     from mernb.kernels import KernelManager, KernelSlot, use_slot
 
@@ -408,7 +413,8 @@ def execute(plan: Plan, notebook: str, group: str, force: bool = False, rerun: b
             papermill.execute_notebook(
                 str(source), str(running), parameters=params, kernel_name=plan.kernel_name,
                 progress_bar=False, log_output=False, report_mode=False,
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no per-kernel transport warnings
+                # CRITICAL: no per-kernel transport warnings, no "KeyboardInterrupt caught in kernel" at shutdown
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
                 kernel_manager_class=KernelManager, shutdown_kernel="immediate",
             )
     except papermill.PapermillExecutionError as exc:
