@@ -133,7 +133,7 @@ def load_plan(path: str | Path) -> Plan:
         if not isinstance(groups, dict):
             raise ConfigError(f"{where}: notebooks.{nb}.parameter_groups must be a mapping of group → parameters")
         notebooks[nb] = {str(g): dict(v or {}) for g, v in groups.items()}
-    unknown = set(raw) - {"name", "kind", "description", "synthme", "global_params", "notebooks", "kernel_name"}
+    unknown = set(raw) - {"name", "kind", "description", "synthme", "pretrain", "global_params", "notebooks", "kernel_name"}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level keys {sorted(unknown)}")
     return Plan(
