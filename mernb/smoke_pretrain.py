@@ -17,7 +17,8 @@ Tasks (each backbone on the input its models feed it):
   minus the first frame's, max-pooled over time (no apex needed: DFEW has none; the subject's identity
   cancels, as in HLoRA's frame-difference attention) -> the clip's emotion.
 
-Only the DFEW train split (``set_1``) is used. AdamW, cosine decay, random horizontal flips, one CPU thread
+Only the DFEW train split (``set_1``) is used. AdamW, cosine decay, random horizontal flips and grey
+copies (SAMM is grey), one CPU thread
 by default; the same seed gives the same checkpoint. A checkpoint is retrained only when its settings or
 its data change (a JSON sidecar beside it records both). Used by ``make book`` (before ``mernb run``) and
 ``tests/test_smoke_pretrain.py``.
@@ -46,7 +47,7 @@ from mernb.io import digest, save_torch_atomic, write_json_atomic
 __all__ = ["PretrainSpec", "pretrain_backbone", "pretrain_from_plan", "backbone_of", "make_inputs", "main"]
 
 Task = Literal["dynamic_image", "frames"]
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class PretrainSpec:
     lr: float = 1e-3
     weight_decay: float = 0.05
     flip: bool = True
+    grayscale: float = 0.5
 
     @classmethod
     def from_mapping(cls, config: str, raw: Mapping[str, Any], where: str) -> PretrainSpec:
@@ -134,9 +136,19 @@ def make_inputs(clips: Sequence[np.ndarray], task: Task, image_size: int, mean: 
     return torch.stack(out)
 
 
+def gray_clips(clips: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The clips in grey (channel mean, three equal channels): SAMM's frames are grey, DFEW's are colour."""
+    return [np.repeat(np.asarray(c, np.float32).mean(-1, keepdims=True).round().astype(np.uint8), 3, axis=-1)
+            for c in clips]
+
+
 def pretrain_backbone(spec: PretrainSpec, inputs: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
-                      seed: int = 0, log: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+                      seed: int = 0, log: bool = False, gray_inputs: torch.Tensor | None = None,
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Train ``spec.config``'s backbone + a linear head on ``inputs``/``labels`` (a fixed schedule; CPU).
+
+    ``gray_inputs`` (same shape): the grey version of each input, used instead with probability
+    ``spec.grayscale`` at every step.
 
     Returns the backbone's ``state_dict`` (timm keys, no head: what :func:`create_backbone` loads) and a
     summary (train accuracy of the last epoch, loss, seconds). Deterministic for a given ``seed``.
@@ -161,6 +173,9 @@ def pretrain_backbone(spec: PretrainSpec, inputs: torch.Tensor, labels: torch.Te
         for i in range(0, len(order), spec.batch_size):
             idx = order[i : i + spec.batch_size]
             x, y = inputs[idx], labels[idx]
+            if gray_inputs is not None and spec.grayscale > 0:
+                gray = torch.rand(len(idx), generator=gen) < spec.grayscale
+                x = torch.where(gray.view(-1, *([1] * (x.dim() - 1))), gray_inputs[idx], x)
             if spec.flip:
                 flip = torch.rand(len(idx), generator=gen) < 0.5
                 x = torch.where(flip.view(-1, *([1] * (x.dim() - 1))), x.flip(-1), x)
@@ -268,8 +283,9 @@ def pretrain_from_plan(plan_path: str | Path, *, force: bool = False, threads: i
         cfg = getattr(backbone, "pretrained_cfg", None) or {}
         mean, std = tuple(cfg.get("mean", (0.5,) * 3)), tuple(cfg.get("std", (0.5,) * 3))
         inputs = make_inputs(clips, spec.task, spec.image_size, mean, std)
+        gray = make_inputs(gray_clips(clips), spec.task, spec.image_size, mean, std) if spec.grayscale else None
         labels = torch.tensor([classes.index(s.label) for s in kept])
-        state, summary = pretrain_backbone(spec, inputs, labels, len(classes), seed=seed, log=log)
+        state, summary = pretrain_backbone(spec, inputs, labels, len(classes), seed=seed, log=log, gray_inputs=gray)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_torch_atomic(out, state)
         record = dict(key=key, **identity, n_clips=len(kept), dropped=len(samples) - len(kept),
