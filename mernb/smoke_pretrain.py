@@ -17,7 +17,7 @@ Tasks (each backbone on the input its models feed it):
   minus the first frame's, max-pooled over time (no apex needed: DFEW has none; the subject's identity
   cancels, as in HLoRA's frame-difference attention) -> the clip's emotion.
 
-Only the DFEW train split (``set_1``) is used. AdamW, cosine decay, random horizontal flips and grey
+Only the DFEW train split (``set_1``) is used. AdamW, cosine decay, random horizontal flips, optional grey
 copies (SAMM is grey), one CPU thread
 by default; the same seed gives the same checkpoint. A checkpoint is retrained only when its settings or
 its data change (a JSON sidecar beside it records both). Used by ``make book`` (before ``mernb run``) and
@@ -65,7 +65,7 @@ class PretrainSpec:
     lr: float = 1e-3
     weight_decay: float = 0.05
     flip: bool = True
-    grayscale: float = 0.5
+    grayscale: float = 0.0
 
     @classmethod
     def from_mapping(cls, config: str, raw: Mapping[str, Any], where: str) -> PretrainSpec:
