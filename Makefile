@@ -20,6 +20,7 @@ install: $(STAMP)
 
 book: $(STAMP)
 	$(BIN)/mernb synth $(PLAN)
+	$(BIN)/mernb pretrain-smoke $(PLAN)
 	$(BIN)/mernb run $(PLAN) --jobs $(JOBS)
 	$(BIN)/mernb book $(PLAN)
 

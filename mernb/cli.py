@@ -1,4 +1,4 @@
-"""The ``mernb`` command: ``data check``, ``synth``, ``model info``, ``run``, ``bench``, ``book``.
+"""The ``mernb`` command: ``data check``, ``synth``, ``pretrain-smoke``, ``model info``, ``run``, ``bench``, ``book``.
 
 Each subcommand lives with its concern; this module only parses arguments and dispatches.
 """
@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("plan", help="run plan YAML (its 'synthme' section)")
     synth.add_argument("--force", action="store_true", help="regenerate even if present")
     synth.set_defaults(handler="mernb.plan:main_synth")
+
+    pre = sub.add_parser("pretrain-smoke", help="pre-train the smoke plan's tiny backbones on SynthME macro-expressions")
+    pre.add_argument("plan", help="run plan YAML (its 'pretrain' section)")
+    pre.add_argument("--force", action="store_true", help="retrain even if the checkpoints are up to date")
+    pre.set_defaults(handler="mernb.smoke_pretrain:main")
 
     model = sub.add_parser("model", help="model tools").add_subparsers(dest="model_command", required=True)
     info = model.add_parser("info", help="parameters per module (total/trainable) and MACs per sample")

@@ -59,7 +59,8 @@ from mernb.paths import PACKAGE_ROOT, ROOT_ENV, find_root, project_root
 REPO_ROOT = PACKAGE_ROOT  # mernb's own checkout (its git commit versions the pages); plans carry their root
 BOOK_STAGE = "runs/book"  # _toc.yml points here; `mernb book` fills it from a plan's executed pages
 PLAN_KINDS = ("synthetic", "reproduction")
-PLAN_KEYS = ("name", "kind", "description", "synthme", "global_params", "notebooks", "kernel_name", "timeout")
+PLAN_KEYS = ("name", "kind", "description", "synthme", "pretrain", "global_params", "notebooks", "kernel_name",
+             "timeout")
 NOTEBOOK_KEYS = ("parameter_groups", "timeout")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # plan names are folders under runs/
 KILL_GRACE_S = 30.0  # after an interrupt (timeout), seconds before the kernel is killed
