@@ -89,3 +89,31 @@ def test_seed_helpers():
     m = metrics_over_seeds(docs)
     assert m["acc"] == pytest.approx(0.7) and m["acc_std"] == pytest.approx(0.2)  # hand: sd of .5 .7 .9
     assert m["confusion"] == [[3, 0], [0, 3]] and m["seeds"] == [0, 1, 2]
+
+
+def test_row_key_follows_the_weight_files(tmp_path):
+    """A re-trained checkpoint at the same path is a new row (smoke pre-training re-run with other settings)."""
+    import os
+
+    import torch
+
+    from mernb.experiments.common import SharedRow, weight_files
+    from tests.test_loso import torch_experiment
+
+    ckpt = tmp_path / "w.pth"
+    torch.save({"a": torch.zeros(2)}, ckpt)
+    config = {"details": {"row": {"options": {"weights": str(ckpt)}}, "vae": None}}
+    stamp = weight_files(config)
+    assert list(stamp) == [str(ckpt)] and stamp[str(ckpt)][0] == ckpt.stat().st_size
+    assert weight_files({"weights": str(tmp_path / "absent.pth")}) == {str(tmp_path / "absent.pth"): None}
+
+    sample = M.Sample("casme2", "01", "EP1", 1, 3, 5, "happiness")
+    other = M.Sample("casme2", "02", "EP1", 1, 3, 5, "others")
+    clips = {s.sample_id: np.zeros((2, 4, 4, 3), np.uint8) for s in (sample, other)}
+    data = ProtocolData("casme2", "p", ["happiness", "others"], [sample, other], clips)
+    exp = torch_experiment(details={"weights": str(ckpt)}, num_classes=2)
+    row = SharedRow("t", exp, data, tmp_path / "r" / "t")
+    before = row.key
+    torch.save({"a": torch.ones(3)}, ckpt)
+    os.utime(ckpt, ns=(ckpt.stat().st_atime_ns, ckpt.stat().st_mtime_ns + 10**9))
+    assert row.key != before

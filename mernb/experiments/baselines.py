@@ -35,7 +35,8 @@ def difference_features(sample: Sample, *, alpha: float = 0.0, low: float = 0.4,
 
 def difference_baseline(samples: Sequence[Sample], classes: Sequence[str], *, alpha: float = 0.0,
                         seed: int = 0, **feature_kwargs) -> dict:
-    """LOSO (by subject) accuracy/UF1/UAR of standardise → PCA(20) → logistic regression on the features."""
+    """LOSO (by subject) accuracy/UF1/UAR of standardise → PCA(≤ 20, capped by the smallest training fold) →
+    logistic regression on the features."""
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
@@ -45,7 +46,9 @@ def difference_baseline(samples: Sequence[Sample], classes: Sequence[str], *, al
     x = np.stack([difference_features(s, alpha=alpha, **feature_kwargs) for s in samples])
     y = np.array([list(classes).index(s.label) for s in samples])
     groups = [s.subject_key for s in samples]
-    model = make_pipeline(StandardScaler(), PCA(min(20, len(x) - 1), random_state=seed),
+    # at most 20 components, and no more than the smallest training fold allows (PCA needs n_samples >= k)
+    smallest_train = len(x) - max(Counter(groups).values())
+    model = make_pipeline(StandardScaler(), PCA(max(1, min(20, smallest_train, x.shape[1])), random_state=seed),
                           LogisticRegression(max_iter=2000))
     pred = cross_val_predict(model, x, y, groups=groups, cv=LeaveOneGroupOut())
     metrics = compute_metrics(y, pred, classes)

@@ -157,6 +157,43 @@ def load_trainable_state(model: Any, state: dict[str, Any], source: str | Path) 
     return model
 
 
+WEIGHT_KEYS = ("weights", "backbone_weights", "vae")
+
+
+def weight_files(config: Any) -> dict[str, list[int] | None]:
+    """``{value: [size, mtime_ns]}`` of every weight file a (nested) config names under a key of
+    :data:`WEIGHT_KEYS` (a path or a user-config weights key); None where it does not resolve to a file."""
+    found: dict[str, list[int] | None] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in WEIGHT_KEYS and isinstance(v, str) and v:
+                    found[v] = _file_stamp(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list | tuple):
+            for v in node:
+                walk(v)
+
+    walk(config)
+    return found
+
+
+def _file_stamp(value: str) -> list[int] | None:
+    from mernb.errors import ConfigError
+    from mernb.models.backbones import resolve_weights
+
+    try:
+        path = resolve_weights(value)
+    except (ConfigError, OSError):
+        path = None
+    if path is None or not Path(path).is_file():
+        return None
+    stat = Path(path).stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 @dataclass
 class SharedRow:
     """One table row: ``experiment`` on ``data`` split into ``folds``, trained once and shared by :attr:`key`.
@@ -188,10 +225,12 @@ class SharedRow:
     # --- identity -------------------------------------------------------------------------------
     @property
     def key(self) -> str:
-        """Digest of the experiment config, protocol, classes, seed, split and the samples' inputs."""
-        return digest({"experiment": self.experiment.name, "config": self.experiment.config, "seed": self.seed,
+        """Digest of the experiment config, protocol, classes, seed, split, the samples' inputs and the
+        weight files the config names (size and modification time: a re-trained checkpoint is a new row)."""
+        config = self.experiment.config
+        return digest({"experiment": self.experiment.name, "config": config, "seed": self.seed,
                        "split": self.split, "folds": [[f.name, len(f.train_idx), len(f.test_idx)] for f in self.folds],
-                       "data": self.data.digest(self.samples)})
+                       "data": self.data.digest(self.samples), "weights": weight_files(config)})
 
     @property
     def path(self) -> Path:

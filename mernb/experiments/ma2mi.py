@@ -457,12 +457,16 @@ def run_row(results_dir: str | Path, recipe: MA2MIRecipe, *, seed: int = 0, forc
 def ensure_synthetic_macro(dataset: str, data_root: str | Path, *, size: int = 64, max_subjects: int = 4,
                            max_samples_per_subject: int = 10, seed: int = 0) -> Path:
     """Smoke plan: the SynthME macro set ``dataset`` (dfew, ferv39k, afew) under ``<data_root>/<dataset>``,
-    written by :func:`mernb.data.synth.generate` if missing (idempotent). Returns its folder."""
+    written by :func:`mernb.data.synth.generate` if missing; a SynthME set already there (``mernb synth``
+    renders DFEW for the smoke pre-training) is used as it is. Returns its folder."""
     import fcntl
 
+    from mernb.data.sources import SYNTH_MARKER
     from mernb.data.synth import generate
 
     out = project_path(data_root) / dataset
+    if (out / SYNTH_MARKER).is_file():  # rendered already (e.g. by `mernb synth` for the smoke pre-training): reuse
+        return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f".{dataset}.lock", "w") as lock:  # notebooks run in parallel (mernb run --jobs)
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -24,7 +24,9 @@ def resolve_weights(weights: str | Path | None) -> Path | None:
     """A checkpoint path: a file path as is, or a key of ``weights:`` in the user config."""
     if weights is None or weights == "":
         return None
-    candidate = Path(str(weights)).expanduser()
+    from mernb.paths import project_path
+
+    candidate = project_path(str(weights))  # a relative file is relative to the project root
     if candidate.suffix in WEIGHT_SUFFIXES or candidate.is_file():
         if not candidate.is_file():
             raise ConfigError(f"checkpoint file {str(candidate)!r} does not exist (mernb never downloads weights)")
