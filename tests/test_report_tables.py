@@ -155,3 +155,16 @@ def test_glue_figure_stores_png(monkeypatch):
     glue_mod.glue_figure("mpt_fig5_prompts", fig)
     bundle, _ = format_display_data(calls[0])
     assert bundle["image/png"][:4] == b"\x89PNG" and len(calls) == 1
+
+
+def test_rows_with_several_seeds_show_mean_and_std_and_delta_on_the_mean():
+    from mernb.report.tables import paper_vs_ours
+
+    paper = [{"row": "MPT", "metric": "acc", "value": 80.0, "unit": "%"}]
+    ours = {"MPT": {"acc": 0.70, "acc_std": 0.0152, "n_seeds": 3}, "single": {"acc": 0.5, "acc_std": 0.0, "n_seeds": 1}}
+    table = paper_vs_ours(paper, ours, metrics=("acc",), delta=True)
+    cells = table.loc["MPT"].tolist()
+    assert cells == ["80.00", "70.00 ± 1.52", "−10.00"]  # typographic minus
+    assert table.loc["single"].tolist()[1] == "50.00"
+    raw = paper_vs_ours(paper, ours, metrics=("acc",), delta=True, formatted=False)
+    assert raw.loc["MPT"].tolist()[1] == pytest.approx(70.0)

@@ -86,7 +86,9 @@ def paper_vs_ours(
     paper's F1. Rows keep the paper's order; ours-only rows come last. ``formatted=True`` gives strings
     with two decimals and "–" for missing values, ``False`` floats with NaN. ``delta``: show the Δ
     columns; ``None`` shows them only on real-data builds (a smoke build's difference to the paper means
-    nothing), see :func:`mernb.report.page.current_kind`.
+    nothing), see :func:`mernb.report.page.current_kind`. A row of ``ours`` that ran several seeds
+    (``n_seeds`` > 1, with ``<metric>_std``: :func:`mernb.experiments.common.metrics_over_seeds`) shows
+    "mean ± std"; its Δ is taken on the mean.
     """
     if delta is None:
         from mernb.report.page import current_kind
@@ -103,19 +105,30 @@ def paper_vs_ours(
     columns = pd.MultiIndex.from_tuples(
         [(METRIC_LABELS.get(pm, pm), part) for pm, _ in specs for part in parts], names=["metric", ""]
     )
-    data = []
+    data, spread = [], {}
     for row in rows:
         line: list[float] = []
         for pm, om in specs:
             paper = lookup.get((row, pm), math.nan)
             mine = _num(ours.get(row, {}).get(om)) * _scale_for(scale, om)
             line += [paper, mine, round(mine - paper, 6)][:len(parts)]
+            std = ours.get(row, {}).get(f"{om}_std")
+            if std is not None and int(ours.get(row, {}).get("n_seeds", 1)) > 1:  # mean ± std over seeds
+                spread[(row, METRIC_LABELS.get(pm, pm))] = _num(std) * _scale_for(scale, om)
         data.append(line)
     out = pd.DataFrame(data, index=pd.Index(rows, name="Method"), columns=columns)
     if not formatted:
         return out
+
+    def cell(row: str, col: tuple[str, str], value: float) -> str:
+        text = _fmt(value, signed=col[1] == "Δ")
+        if col[1] == PARTS[1] and (row, col[0]) in spread and not math.isnan(value):
+            text += f" ± {spread[(row, col[0])]:.2f}"
+        return text
+
     return pd.DataFrame(
-        {col: [_fmt(v, signed=col[1] == "Δ") for v in out[col]] for col in out.columns}, index=out.index
+        {col: [cell(row, col, v) for row, v in zip(out.index, out[col], strict=True)] for col in out.columns},
+        index=out.index,
     ).set_axis(columns, axis=1)
 
 
