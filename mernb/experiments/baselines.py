@@ -1,7 +1,9 @@
 """A simple onset–apex difference baseline under LOSO, with optional Eulerian magnification first.
 
 Shows that SynthME is learnable but not trivial, and whether magnifying the motion helps (the amplitudes
-are about a pixel, so it should). Used by docs/benchmarks.md and tests/test_synth.py-style checks.
+are about a pixel, so it should). Used by docs/benchmarks.md and tests/test_synth.py-style checks, and for
+the reference rows of every results table (:func:`reference_rows`: majority class, chance, this baseline,
+on the row's own folds; called through :func:`mernb.experiments.common.reference_metrics`).
 """
 
 from __future__ import annotations
@@ -55,3 +57,71 @@ def difference_baseline(samples: Sequence[Sample], classes: Sequence[str], *, al
     metrics["majority"] = max(Counter(y.tolist()).values()) / len(y)
     metrics["alpha"] = alpha
     return metrics
+
+
+# ------------------------------------------------------------------ reference rows of every results table
+
+_FEATURES: dict[str, np.ndarray] = {}
+
+
+def majority_on_folds(y: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]], classes: Sequence[str]) -> dict:
+    """Each fold predicts the majority class of its own training samples (ties: the first class in order)."""
+    y_true, y_pred = [], []
+    for train, test in folds:
+        counts = np.bincount(y[train], minlength=len(classes))
+        y_true += y[test].tolist()
+        y_pred += [int(np.argmax(counts))] * len(test)
+    return compute_metrics(y_true, y_pred, classes)
+
+
+def chance_metrics(y_true: Sequence[int], classes: Sequence[str]) -> dict:
+    """Expected metrics of guessing uniformly at random: every sample predicted once as each class (the
+    expected confusion matrix times K, so every ratio — Acc, UF1, UAR, WAR — is the expectation)."""
+    k = len(classes)
+    return compute_metrics([t for t in y_true for _ in range(k)], [c for _ in y_true for c in range(k)], classes)
+
+
+def difference_on_folds(samples: Sequence[Sample], folds: Sequence[tuple[np.ndarray, np.ndarray]],
+                        classes: Sequence[str], seed: int = 0) -> dict:
+    """The linear onset–apex difference baseline (standardise → PCA → logistic regression) trained and
+    tested on exactly the given folds."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    for s in samples:
+        if s.sample_id not in _FEATURES:
+            _FEATURES[s.sample_id] = difference_features(s)
+    x = np.stack([_FEATURES[s.sample_id] for s in samples])
+    y = np.array([list(classes).index(s.label) for s in samples])
+    y_true, y_pred = [], []
+    for train, test in folds:
+        y_true += y[test].tolist()
+        if len(set(y[train].tolist())) < 2:  # one class to learn from: that class
+            y_pred += [int(y[train][0])] * len(test)
+            continue
+        model = make_pipeline(StandardScaler(), PCA(max(1, min(20, len(train) - 1, x.shape[1])), random_state=seed),
+                              LogisticRegression(max_iter=2000))
+        model.fit(x[train], y[train])
+        y_pred += model.predict(x[test]).tolist()
+    return compute_metrics(y_true, y_pred, classes)
+
+
+def reference_rows(samples: Sequence[Sample], folds: Sequence[tuple[np.ndarray, np.ndarray]],
+                   classes: Sequence[str], *, difference: bool = True) -> dict[str, dict]:
+    """``{name: metrics}`` of the reference rows every results table shows beside its rows, on the same folds:
+    the majority class of each training fold, uniform chance, and the linear onset–apex difference baseline
+    (``difference``; needs the frame files)."""
+    y = np.array([list(classes).index(s.label) for s in samples])
+    tested = np.concatenate([test for _, test in folds])
+    out = {"reference: majority class": majority_on_folds(y, folds, classes),
+           "reference: chance": chance_metrics(y[tested].tolist(), classes)}
+    if difference:
+        try:
+            out["reference: linear difference"] = difference_on_folds(samples, folds, classes)
+        except Exception as exc:  # noqa: BLE001 - frames unreadable: the table still gets the other references
+            import warnings
+
+            warnings.warn(f"linear difference reference row skipped: {exc}", stacklevel=2)
+    return out

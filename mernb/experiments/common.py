@@ -360,6 +360,27 @@ def row_metrics(doc: dict[str, Any] | None) -> dict[str, Any]:
     return dict(doc.get("over_seeds") or doc["result"]["metrics"])
 
 
+def reference_metrics(data: ProtocolData, doc: dict[str, Any] | None, *, difference: bool = True
+                      ) -> dict[str, dict[str, Any]]:
+    """Reference rows for a results table, on the folds of the row ``doc`` (its test samples per fold; the
+    rest of ``data`` trains): majority class, chance and the linear onset–apex difference baseline
+    (:func:`mernb.experiments.baselines.reference_rows`). ``{}`` when the row did not run. Used by the
+    results notebooks of the three papers."""
+    from mernb.experiments.baselines import reference_rows
+
+    if doc is None:
+        return {}
+    by_id = {s.sample_id: i for i, s in enumerate(data.samples)}
+    tested: dict[str, list[int]] = {}
+    for p in doc["result"]["predictions"]:
+        if p["sample_id"] in by_id:
+            tested.setdefault(p["fold"], []).append(by_id[p["sample_id"]])
+    row_ids = [by_id[p["sample_id"]] for p in doc["result"]["predictions"] if p["sample_id"] in by_id]
+    in_row = set(range(len(data.samples))) if doc.get("config", {}).get("split", "loso") != "loso" else set(row_ids)
+    folds = [(np.array(sorted(in_row - set(test))), np.array(sorted(test))) for test in tested.values()]
+    return reference_rows(data.samples, folds, data.classes, difference=difference)
+
+
 def seed_list(seed: int, seeds: Sequence[int] | None) -> list[int]:
     """The seeds a row runs with: the plan's ``seeds`` (paper plan: three), else the single ``seed``."""
     out = [int(s) for s in (seeds if seeds else [seed])]

@@ -52,6 +52,7 @@ from mernb.experiments.common import (
     keep_first_subjects,
     metrics_over_seeds,
     prepare_protocol_data,
+    reference_metrics,
     seed_list,
 )
 from mernb.io import digest
@@ -476,9 +477,15 @@ def run_rows(rows: Mapping[str, Mapping[str, Any]], data: ProtocolData, settings
     return out
 
 
-def ours_metrics(rows: Mapping[str, MPTRow], extra: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
-    """``{row: metrics}`` (mean over seeds, with ``<metric>_std``) for :func:`mernb.report.tables.paper_vs_ours`."""
+def ours_metrics(rows: Mapping[str, MPTRow], extra: Mapping[str, Mapping[str, Any]] | None = None, *,
+                 references: bool = True) -> dict:
+    """``{row: metrics}`` (mean over seeds, with ``<metric>_std``) for :func:`mernb.report.tables.paper_vs_ours`,
+    followed by the reference rows (majority class, chance, linear difference baseline) on the first row's
+    folds (``references=False``: none)."""
     out = {name: row.metrics() for name, row in rows.items() if row.doc is not None}
+    first = next((row for row in rows.values() if row.doc is not None), None)
+    if references and first is not None:
+        out.update(reference_metrics(first.shared.data, first.doc))
     for name, values in (extra or {}).items():
         out.setdefault(name, {}).update(values)
     return out
