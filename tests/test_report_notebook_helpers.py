@@ -120,3 +120,13 @@ def test_show_paper_vs_ours_glues_the_papers_numbers(monkeypatch):
     row = table.loc["HLoRA-MER"]
     assert row[("Acc (%)", "Paper")] == f"{printed[('HLoRA-MER', 'acc')]:.2f}"
     assert (row[("Acc (%)", "Ours")], row[("F1 (%)", "Ours")]) == ("50.00", "25.00")
+
+
+def test_effect_sentence_says_whether_ablation_rows_differ():
+    from mernb.report.notebook_helpers import effect_sentence
+
+    same = {"a": {"uf1": 0.301}, "b": {"uf1": 0.305}, "reference: chance": {"uf1": 0.9}}
+    assert effect_sentence(same).startswith("**No effect on this build:** the 2 rows' UF1 lie within 0.40 points")
+    differ = {"a": {"uf1": 0.2}, "b": {"uf1": 0.45}}
+    assert "from 20.00 % (a) to 45.00 % (b), a spread of 25.00 points" in effect_sentence(differ)
+    assert effect_sentence({"a": {"uf1": 0.2}, "reference: chance": {"uf1": 0.1}}) is None

@@ -3,6 +3,7 @@
 * :func:`start_notebook`: torch threads, the run description and the smoke-run banner (first code cell).
 * :func:`metrics_of`: a row's metrics (mean over seeds when several; {} when it did not run).
 * :func:`show_paper_vs_ours`: paper-vs-ours table of one paper table and dataset: glued and shown.
+* :func:`effect_sentence` / :func:`show_effect`: one sentence saying whether the rows of an ablation differ.
 * :func:`apex_position`: index of the apex among T frames sampled uniformly over onset..offset.
 * :func:`measured_tparas`: the #Tparas column of MPT Tables VI–VIII, measured on the paper-size model.
 * :func:`named_clips`: find the clips a paper names in a figure (HLoRA-MER Fig. 6) among the samples.
@@ -70,7 +71,37 @@ def show_paper_vs_ours(paper: str, table_name: str, dataset: str, ours: Mapping[
     if title:
         display(Markdown(f"**{title}**"))
     display(style_table(table, highlight=highlight))
+    show_effect(ours)
     return table
+
+
+def effect_sentence(ours: Mapping[str, Mapping[str, Any]], metric: str = "uf1", tolerance: float = 0.01) -> str | None:
+    """Whether the rows of an ablation differ on this build, in words (reference rows left out): "no effect"
+    when their ``metric`` spans less than ``tolerance``, else the lowest and highest row. None for < 2 rows."""
+    values = {row: float(m[metric]) for row, m in ours.items()
+              if not row.startswith("reference:") and metric in m and m[metric] == m[metric]}
+    if len(values) < 2:
+        return None
+    low, high = min(values, key=values.get), max(values, key=values.get)
+    label = metric.upper()
+    spread = 100 * (values[high] - values[low])
+    if values[high] - values[low] < tolerance:
+        return (f"**No effect on this build:** the {len(values)} rows' {label} lie within {spread:.2f} points "
+                f"({100 * values[low]:.2f}–{100 * values[high]:.2f} %), so this build cannot show the paper's "
+                "differences between them.")
+    return (f"**The rows differ on this build:** {label} from {100 * values[low]:.2f} % ({low}) to "
+            f"{100 * values[high]:.2f} % ({high}), a spread of {spread:.2f} points.")
+
+
+def show_effect(ours: Mapping[str, Mapping[str, Any]], metric: str = "uf1") -> str | None:
+    """Display :func:`effect_sentence` under an ablation table (MPT Tables VI–XI, Fig. 5; HLoRA-MER Tables
+    8–9, Fig. 3; MA2MI Tables 1–4, Fig. 4). Returns the sentence."""
+    from IPython.display import Markdown, display
+
+    text = effect_sentence(ours, metric)
+    if text:
+        display(Markdown(text))
+    return text
 
 
 def apex_position(sample: Any, num_frames: int) -> int:
@@ -84,7 +115,7 @@ def apex_position(sample: Any, num_frames: int) -> int:
     position = int(round((apex - onset) / (offset - onset) * (num_frames - 1)))
     return min(max(position, 0), num_frames - 1)
 
-__all__ = ["start_notebook", "metrics_of", "show_paper_vs_ours", "apex_position", "measured_tparas", "named_clips", "row_predictions", "per_fold_groups"]
+__all__ = ["start_notebook", "metrics_of", "show_paper_vs_ours", "effect_sentence", "show_effect", "apex_position", "measured_tparas", "named_clips", "row_predictions", "per_fold_groups"]
 
 
 def measured_tparas(
