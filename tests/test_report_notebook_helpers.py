@@ -130,3 +130,13 @@ def test_effect_sentence_says_whether_ablation_rows_differ():
     differ = {"a": {"uf1": 0.2}, "b": {"uf1": 0.45}}
     assert "from 20.00 % (a) to 45.00 % (b), a spread of 25.00 points" in effect_sentence(differ)
     assert effect_sentence({"a": {"uf1": 0.2}, "reference: chance": {"uf1": 0.1}}) is None
+
+
+def test_start_notebook_shows_the_run_admonition_not_a_printed_dict(capsys):
+    from mernb.report.notebook_helpers import start_notebook
+
+    text = start_notebook(plan_kind="synthetic", plan="smoke", group="g", model="mpt_test", seed=3, device="cpu",
+                          mpt={"epochs": 20, "lr": 0.003})
+    assert "{admonition} Run" in text and "`smoke`, group `g`" in text and "**seeds**: 3" in text
+    assert "epochs 20, lr 0.003" in text and "{'" not in text
+    assert capsys.readouterr().out.count("{'") == 0

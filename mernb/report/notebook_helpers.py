@@ -1,6 +1,6 @@
 """Small helpers several notebooks share (so the notebooks only set parameters and show results).
 
-* :func:`start_notebook`: torch threads, the run description and the smoke-run banner (first code cell).
+* :func:`start_notebook`: torch threads and the run admonition (first code cell).
 * :func:`metrics_of`: a row's metrics (mean over seeds when several; {} when it did not run).
 * :func:`show_paper_vs_ours`: paper-vs-ours table of one paper table and dataset: glued and shown.
 * :func:`effect_sentence` / :func:`show_effect`: one sentence saying whether the rows of an ablation differ.
@@ -20,29 +20,26 @@ import numpy as np
 
 from mernb.models.info import model_info
 
-SMOKE_BANNER = ("**Smoke run.** SynthME synthetic clips and a tiny random-initialised model trained for a few "
-                "epochs on the CPU: the *Ours* numbers exercise the pipeline and are **not** a reproduction of "
-                "the paper.")
-
 
 def start_notebook(*, plan_kind: str, threads: int | None = None, **info: Any) -> str:
-    """Set torch's CPU threads (``threads``; None keeps torch's default), print the run description
-    (:func:`mernb.experiments.common.run_info` of ``info``: plan, group, settings) and show the smoke
-    banner when ``plan_kind == "synthetic"``. Returns the description. First code cell of the MPT and
-    HLoRA-MER notebooks.
-    """
+    """Set torch's CPU threads (``threads``; None keeps torch's default) and show the page's *run* admonition
+    (:func:`mernb.report.page.run_admonition` of ``info``: plan, group, settings). The smoke banner is the
+    book's (every page of a synthetic build gets it when the book is staged). Returns the admonition text.
+    First code cell of the MPT, HLoRA-MER and MA2MI notebooks."""
     import torch
-    from IPython.display import Markdown, display
+    from IPython.display import display
 
-    from mernb.experiments.common import run_info
+    from mernb.report.page import run_admonition
 
     if threads:
         torch.set_num_threads(int(threads))
-    text = run_info(**info)
-    print(text)
-    if plan_kind == "synthetic":
-        display(Markdown(SMOKE_BANNER))
-    return text
+    info = dict(info)
+    plan, group = info.pop("plan", "interactive"), info.pop("group", "default")
+    shown = run_admonition(plan=plan, group=group, device=info.pop("device", "auto") or "auto",
+                           model=info.pop("model", None), seed=info.pop("seed", None),
+                           notebook=info.pop("notebook", None), **info)
+    display(shown)
+    return shown.data
 
 
 def metrics_of(doc: Mapping[str, Any] | None) -> dict[str, Any]:
