@@ -174,3 +174,9 @@ def test_amp_training_on_cuda(dtype):
     assert history[-1]["acc"] > 0.9
     logits, _ = predict(model, DataLoader(Blobs(seed=1), batch_size=10), "cuda", amp=True, amp_dtype=dtype)
     assert logits.dtype.name == "float32" and (logits.argmax(1) == Blobs(seed=1).y.numpy()).mean() > 0.9
+
+
+def test_pick_device_auto_means_no_preference():
+    from mernb.train.runtime import pick_device
+
+    assert pick_device("auto") == pick_device(None)

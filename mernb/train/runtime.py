@@ -71,11 +71,14 @@ def make_generator(seed: int) -> torch.Generator:
 
 
 def pick_device(prefer: str | torch.device | None = None) -> torch.device:
-    """``prefer`` if given (error when it asks for an absent CUDA), else CUDA when available, else CPU.
+    """``prefer`` if given (error when it asks for an absent CUDA; ``"auto"`` = none), else CUDA when available,
+    else CPU.
 
     Falling back to the CPU prints a warning once per process.
     """
     global _CPU_WARNED
+    if prefer == "auto":  # the notebooks' parameter value: the same as no preference
+        prefer = None
     if prefer is not None:
         device = torch.device(prefer)
         if device.type == "cuda" and not torch.cuda.is_available():
