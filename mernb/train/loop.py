@@ -169,15 +169,14 @@ def train_model(
     if not trainable:
         raise ConfigError("the model has no parameters with requires_grad=True; nothing to train")
     opt = build_optimizer(trainable, optimizer)
-    base_lrs = [group["lr"] for group in opt.param_groups]
+    # per-epoch schedule through torch's LambdaLR (stepped after each epoch): lr = base lr × lr_factor(epoch)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(epoch, epochs, sched))
     use_amp = amp_enabled(device, amp)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     history: list[dict[str, float]] = []
     epoch_bar = tqdm(range(epochs), desc=desc, leave=False, disable=not progress, unit="ep")
     for epoch in epoch_bar:
-        factor = lr_factor(epoch, epochs, sched)
-        for group, base in zip(opt.param_groups, base_lrs, strict=True):
-            group["lr"] = base * factor
+        lr = opt.param_groups[0]["lr"]
         model.train()
         start = time.perf_counter()
         # running sums stay on the device: no host sync per step (one per epoch)
@@ -212,10 +211,11 @@ def train_model(
             "steps": steps,
             "loss": float(loss_sum) / max(1, seen),
             "acc": int(correct) / max(1, seen),
-            "lr": base_lrs[0] * factor,
+            "lr": lr,
             "seconds": time.perf_counter() - start,
         }
         history.append(record)
+        schedule.step()
         epoch_bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['acc']:.3f}")
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, record)

@@ -38,18 +38,10 @@ def set_seed(seed: int, *, deterministic: bool = True) -> None:
 
 
 def _deterministic_kernels() -> None:
-    """``use_deterministic_algorithms(True, warn_only=True)`` without its 3-second inductor import.
-
-    The public call also sets ``torch._inductor.config.deterministic``, which matters only under
-    ``torch.compile``; it is used as is when inductor is already loaded or the private setter is gone.
-    """
-    if torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled():
-        return
-    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if "torch._inductor.config" in sys.modules or setter is None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` (once per process: its first call imports
+    torch's inductor config, about 2.5 s, which the forked notebook kernels of ``mernb run`` have preloaded)."""
+    if not (torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()):
         torch.use_deterministic_algorithms(True, warn_only=True)
-    else:
-        setter(True, warn_only=True)
 
 
 def seed_worker(worker_id: int) -> None:
