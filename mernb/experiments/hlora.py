@@ -459,7 +459,7 @@ def failure_cases(doc: dict[str, Any], samples: Sequence[Sample], classes: Seque
 # ---------------------------------------------------------------------------------------------- notebook helpers
 
 
-def prepare(dataset: str, protocol: str, *, data_root: str | Path | None, cache_dir: str | Path, image_size: int,
+def load_data(dataset: str, protocol: str, *, data_root: str | Path | None, cache_dir: str | Path, image_size: int,
             align_fallback: str = "error") -> ProtocolData:
     """A protocol's 8-frame clips at ``image_size`` (uniform sampling, aligned, cached): the HLoRA input."""
     return prepare_protocol_data(dataset, protocol, data_root=data_root, cache_dir=cache_dir, num_frames=NUM_FRAMES,

@@ -69,7 +69,7 @@ from mernb.train.runtime import pick_device, set_seed
 
 __all__ = [
     "MacroData", "prepare_macro_data", "PairDataset", "pretrain_run", "PretrainRun", "OnsetApexDataset",
-    "MA2MIRecipe", "ma2mi_recipe", "run_row", "prepare", "train_row",
+    "MA2MIRecipe", "ma2mi_recipe", "run_row", "load_data", "train_row",
     "ensure_synthetic_macro", "draw_pairs", "augment_pair", "PROTOCOLS", "targets", "macro_sets",
     "row_metrics", "PairView", "gradcam_maps", "reconstruction_examples",
 ]
@@ -479,7 +479,7 @@ def ensure_synthetic_macro(dataset: str, data_root: str | Path, *, size: int = 6
 
 
 
-def prepare(dataset: str, protocol: str, *, data_root: str | Path | None, cache_dir: str | Path, image_size: int,
+def load_data(dataset: str, protocol: str, *, data_root: str | Path | None, cache_dir: str | Path, image_size: int,
             align_fallback: str = "error") -> ProtocolData:
     """A protocol's onset/apex frames at ``image_size`` (aligned, cached): the fine-tuning input."""
     return prepare_protocol_data(dataset, protocol, data_root=data_root, cache_dir=cache_dir, mode="onset_apex",
@@ -540,7 +540,7 @@ PROTOCOLS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 def targets(datasets: Sequence[str], *, data_root: str | Path | None, cache_dir: str | Path, image_size: int,
             align_fallback: str = "error", max_subjects: int | None = None) -> dict[str, ProtocolData]:
     """The fine-tuning sets' onset/apex data (protocols of :data:`PROTOCOLS`)."""
-    return {name: keep_first_subjects(prepare(name, PROTOCOLS[name][0], data_root=data_root, cache_dir=cache_dir,
+    return {name: keep_first_subjects(load_data(name, PROTOCOLS[name][0], data_root=data_root, cache_dir=cache_dir,
                                          image_size=image_size, align_fallback=align_fallback), max_subjects)
             for name in datasets}
 
