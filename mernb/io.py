@@ -1,4 +1,4 @@
-"""Files written whole or not at all, and digests of JSON-able values: one place for both.
+"""Files written whole or not at all, digests of JSON-able values, and git: one place for each.
 
 Used by the results files (:mod:`mernb.report.results`), the LOSO fold files (:mod:`mernb.train.loso`),
 the shared rows' checkpoints (:mod:`mernb.experiments.common`), the executed notebooks (:mod:`mernb.plan`)
@@ -69,6 +69,19 @@ def save_torch_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     import torch
 
     return write_atomic(path, lambda handle: torch.save(obj, handle))
+
+
+def git(*args: str, cwd: str | os.PathLike[str] | None = None) -> str | None:
+    """``git ARGS`` in ``cwd`` (default: the checkout mernb is imported from): its stripped output, or None
+    when git is missing, times out or fails (not a checkout). Used for provenance and page freshness."""
+    import subprocess
+
+    folder = Path(cwd) if cwd is not None else Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def digest(obj: Any, n: int = 20) -> str:

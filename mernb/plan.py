@@ -35,7 +35,6 @@ from __future__ import annotations
 import ast
 import difflib
 import fnmatch
-import hashlib
 import json
 import os
 import re
@@ -53,7 +52,7 @@ from typing import Any
 import yaml
 
 from mernb.errors import ConfigError
-from mernb.io import write_text_atomic
+from mernb.io import digest, git, write_text_atomic
 from mernb.paths import PACKAGE_ROOT, ROOT_ENV, find_root, project_root
 
 REPO_ROOT = PACKAGE_ROOT  # mernb's own checkout (its git commit versions the pages); plans carry their root
@@ -291,7 +290,7 @@ def main_synth(args) -> int:
 
 
 def _params_digest(params: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest(params, 16)
 
 
 def _is_fresh(executed: Path, source: Path, digest: str) -> bool:
@@ -603,21 +602,14 @@ def _inputs_version(plan: Plan, params: dict[str, Any]) -> str:
 
 
 def _code_version() -> str:
-    """The commit of the code (plus a dirty mark), so pages are re-executed when mernb changes."""
-    try:
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "mernb"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        dirty = ""
+    """The commit of the code (plus a dirty mark when mernb/ has uncommitted changes), so pages are re-executed
+    when mernb changes."""
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "mernb", cwd=REPO_ROOT)
     return _git_commit() + ("+dirty" if dirty else "")
 
 
 def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return git("rev-parse", "--short", "HEAD", cwd=REPO_ROOT) or "unknown"
 
 
 def stage_book(plan: Plan) -> Path:

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mernb.errors import MernbError
-from mernb.io import write_text_atomic
+from mernb.io import git, write_text_atomic
 
 SCHEMA = 1
 PACKAGES = ("mernb", "torch", "torchvision", "timm", "peft", "transformers", "numpy", "scipy", "scikit-learn",
@@ -59,14 +58,6 @@ def _normalise(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=_jsonable, allow_nan=True))
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=_REPO, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
 def _device() -> str:
     if "torch" not in sys.modules:
         try:
@@ -87,8 +78,8 @@ def provenance(wall_time_s: float | None = None) -> dict[str, Any]:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    commit = git("rev-parse", "HEAD", cwd=_REPO)
+    status = git("status", "--porcelain", "--untracked-files=no", cwd=_REPO) if commit else None
     return {
         "git_commit": commit,
         "git_dirty": bool(status) if status is not None else None,

@@ -17,7 +17,6 @@ Used by every training notebook (MPT, HLoRA-MER, MA2MI) through ``run_loso`` / `
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 import time
@@ -31,7 +30,7 @@ from tqdm.auto import tqdm
 
 from mernb.data.records import HIDDEN_LABEL, Sample
 from mernb.errors import ConfigError, MernbError
-from mernb.io import write_json_atomic
+from mernb.io import digest, write_json_atomic
 from mernb.train.metrics import compute_metrics, per_group_metrics
 from mernb.train.runtime import set_seed
 
@@ -275,7 +274,7 @@ def fold_hash(experiment: Experiment, classes: Sequence[str], seed: int, samples
         "train": side(fold.train_idx),
         "test": side(fold.test_idx),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return digest(payload, 64)
 
 
 def _check_folds(samples: Sequence[Sample], folds: Sequence[Fold]) -> None:
