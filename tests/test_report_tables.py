@@ -168,3 +168,9 @@ def test_rows_with_several_seeds_show_mean_and_std_and_delta_on_the_mean():
     assert table.loc["single"].tolist()[1] == "50.00"
     raw = paper_vs_ours(paper, ours, metrics=("acc",), delta=True, formatted=False)
     assert raw.loc["MPT"].tolist()[1] == pytest.approx(70.0)
+
+
+def test_glue_keys_keep_symbols_apart():
+    from mernb.report import glue as glue_mod
+
+    assert glue_mod.glue_key("MA2MI†", "acc") == "ma2mi_dagger_acc" != glue_mod.glue_key("MA2MI", "acc")

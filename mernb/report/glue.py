@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+import unicodedata
 from typing import Any
 
 from mernb.errors import MernbError
@@ -23,6 +24,9 @@ _KEY = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 def glue_key(*parts: Any) -> str:
     """Join parts into a valid key: ``glue_key("mpt", "Table VI", "smic", "acc", "ours")`` → ``mpt_table_vi_smic_acc_ours``."""
     text = "_".join(str(p) for p in parts if p is not None and str(p) != "")
+    # symbols by name (MA2MI and MA2MI† must not share a key): "†" → "dagger"; ASCII punctuation → "_"
+    text = "".join(f"_{unicodedata.name(ch, '').lower()}_" if ord(ch) > 127 and not ch.isalnum() else ch
+                   for ch in text)
     key = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
     if not key:
         raise MernbError(f"glue_key: no usable characters in {parts!r}")
