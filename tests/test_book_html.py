@@ -22,7 +22,8 @@ HTML = Path(os.environ.get("MERNB_BOOK_HTML", ROOT / "_build" / "html"))
 REQUIRED = os.environ.get("MERNB_REQUIRE_BOOK") == "1"
 
 RAW_REPRS = re.compile(r"Problem\(kind=|Sample\(dataset=| object at 0x[0-9a-f]+|<Figure size |<matplotlib\."
-                       r"|\{'[A-Za-z_ ]+': ")  # the last: a printed dict
+                       r"|\{'[A-Za-z_ ]+': "  # a printed dict
+                       r"|\{admonition\}")  # MyST source shown as text (a cell's echoed return value)
 ABS_PATHS = re.compile(r"(?<![\w.:/])/(?:work|root|home|tmp)/")
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|<div class=\"[^\"]*\btraceback\b")
 ANSI = re.compile(r"\x1b\[|\\u001b\[|\[0;3\dm|\[1;3\dm")
@@ -136,6 +137,7 @@ def test_checkers_accept_a_clean_page():
 @pytest.mark.parametrize("bad, expected", [
     ("<p>reader: Problem(kind='apex_fallback', message='x')</p>", "raw repr"),
     ("<pre>{'model': 'mpt_test', 'epochs': 2}</pre>", "raw repr"),
+    ("<pre>'````{admonition} Run\\n:class: note'</pre>", "raw repr"),
     ("<p>file='/work/main/runs/smoke/x.xlsx'</p>", "absolute path"),
     ("<p>see /home/user/data</p>", "absolute path"),
     ("<pre>Traceback (most recent call last):</pre>", "traceback"),

@@ -132,11 +132,17 @@ def test_effect_sentence_says_whether_ablation_rows_differ():
     assert effect_sentence({"a": {"uf1": 0.2}, "reference: chance": {"uf1": 0.1}}) is None
 
 
-def test_start_notebook_shows_the_run_admonition_not_a_printed_dict(capsys):
+def test_start_notebook_shows_the_run_admonition_not_a_printed_dict(capsys, monkeypatch):
+    import IPython.display
+
     from mernb.report.notebook_helpers import start_notebook
 
-    text = start_notebook(plan_kind="synthetic", plan="smoke", group="g", model="mpt_test", seed=3, device="cpu",
-                          mpt={"epochs": 20, "lr": 0.003})
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    result = start_notebook(plan_kind="synthetic", plan="smoke", group="g", model="mpt_test", seed=3, device="cpu",
+                            mpt={"epochs": 20, "lr": 0.003})
+    assert result is None  # a returned value would be echoed under the cell
+    text = shown[0].data
     assert "{admonition} Run" in text and "`smoke`, group `g`" in text and "**seeds**: 3" in text
     assert "epochs 20, lr 0.003" in text and "{'" not in text
     assert capsys.readouterr().out.count("{'") == 0

@@ -21,10 +21,11 @@ import numpy as np
 from mernb.models.info import model_info
 
 
-def start_notebook(*, plan_kind: str, threads: int | None = None, **info: Any) -> str:
+def start_notebook(*, plan_kind: str, threads: int | None = None, **info: Any) -> None:
     """Set torch's CPU threads (``threads``; None keeps torch's default) and show the page's *run* admonition
     (:func:`mernb.report.page.run_admonition` of ``info``: plan, group, settings). The smoke banner is the
-    book's (every page of a synthetic build gets it when the book is staged). Returns the admonition text.
+    book's (every page of a synthetic build gets it when the book is staged). Returns nothing (a value would
+    be echoed as the cell's result).
     First code cell of the MPT, HLoRA-MER and MA2MI notebooks."""
     import torch
     from IPython.display import display
@@ -39,7 +40,6 @@ def start_notebook(*, plan_kind: str, threads: int | None = None, **info: Any) -
                            model=info.pop("model", None), seed=info.pop("seed", None),
                            notebook=info.pop("notebook", None), **info)
     display(shown)
-    return shown.data
 
 
 def metrics_of(doc: Mapping[str, Any] | None) -> dict[str, Any]:
