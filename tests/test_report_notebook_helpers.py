@@ -146,3 +146,15 @@ def test_start_notebook_shows_the_run_admonition_not_a_printed_dict(capsys, monk
     assert "{admonition} Run" in text and "`smoke`, group `g`" in text and "**seeds**: 3" in text
     assert "epochs 20, lr 0.003" in text and "{'" not in text
     assert capsys.readouterr().out.count("{'") == 0
+
+
+def test_show_effect_displays_and_returns_nothing(monkeypatch):
+    """A helper called as a cell's last line must return None, else its value is echoed on the page."""
+    import IPython.display
+
+    from mernb.report.notebook_helpers import show_effect
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    assert show_effect({"a": {"uf1": 0.2}, "b": {"uf1": 0.45}}) is None
+    assert "The rows differ" in shown[0].data

@@ -90,15 +90,14 @@ def effect_sentence(ours: Mapping[str, Mapping[str, Any]], metric: str = "uf1", 
             f"{100 * values[high]:.2f} % ({high}), a spread of {spread:.2f} points.")
 
 
-def show_effect(ours: Mapping[str, Mapping[str, Any]], metric: str = "uf1") -> str | None:
+def show_effect(ours: Mapping[str, Mapping[str, Any]], metric: str = "uf1") -> None:
     """Display :func:`effect_sentence` under an ablation table (MPT Tables VI–XI, Fig. 5; HLoRA-MER Tables
-    8–9, Fig. 3; MA2MI Tables 1–4, Fig. 4). Returns the sentence."""
+    3–9 through :func:`show_paper_vs_ours`; MA2MI Tables 1–4). Returns nothing (a value would be echoed)."""
     from IPython.display import Markdown, display
 
     text = effect_sentence(ours, metric)
     if text:
         display(Markdown(text))
-    return text
 
 
 def apex_position(sample: Any, num_frames: int) -> int:
