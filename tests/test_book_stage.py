@@ -19,7 +19,9 @@ def repo(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(planmod, "_quoted_only", lambda: [("ma2mi", "Table 1")])
     for name in ("good", "bad"):
         nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_markdown_cell(f"# Page {name}"), nbformat.v4.new_code_cell("x = 1")]
+        params = nbformat.v4.new_code_cell("x = 1")
+        params.metadata["tags"] = ["parameters"]  # plans are checked against the parameters cell
+        nb.cells = [nbformat.v4.new_markdown_cell(f"# Page {name}"), params]
         path = tmp_path / "notebooks" / "demo" / f"{name}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, path)

@@ -118,8 +118,8 @@ def test_show_paper_vs_ours_glues_the_papers_numbers(monkeypatch):
 
     printed = paper_numbers("hlora", "Table 3", dataset="samm").set_index(["row", "metric"])["value"]
     row = table.loc["HLoRA-MER"]
-    assert row[("Acc (%)", "Paper")] == f"{printed[('HLoRA-MER', 'acc')]:.2f}"
-    assert (row[("Acc (%)", "Ours")], row[("F1 (%)", "Ours")]) == ("50.00", "25.00")
+    assert row[("Acc (%)", "paper")] == f"{printed[('HLoRA-MER', 'acc')]:.2f}"
+    assert (row[("Acc (%)", "this build")], row[("F1 (%)", "this build")]) == ("50.00", "25.00")
 
 
 def test_effect_sentence_says_whether_ablation_rows_differ():
