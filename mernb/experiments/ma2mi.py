@@ -129,7 +129,7 @@ def prepare_macro_data(dataset: str, *, data_root: str | Path | None, cache_dir:
     ``in_memory=False`` keeps only the clip cache's files and reads a clip when a pair needs it (paper plan)."""
     samples, _ = load_samples(dataset, data_root)
     samples = sorted(samples, key=lambda s: s.sample_id)[:max_clips]
-    cache = ClipCache(Path(cache_dir) / "clips")
+    cache = ClipCache(project_path(cache_dir) / "clips")
     report = prepare_all(samples, cache=cache, n_workers=n_workers, keep=in_memory, progress=False, mode="all",
                          align=False, size=size)
     failed = dict(report.failures)
@@ -262,7 +262,7 @@ def pretrain_run(
         start = time.perf_counter()
         moments = None
         if variant == "latent":
-            cache = LatentCache(net.vae, Path(cache_dir) / "ma2mi_latents" if cache_dir else None,
+            cache = LatentCache(net.vae, project_path(cache_dir) / "ma2mi_latents" if cache_dir else None,
                                 device=pick_device(device))
             moments = [cache.moments(list(clip)) for clip in macro.clips]
         encode_s = time.perf_counter() - start
