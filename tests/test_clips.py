@@ -1,4 +1,4 @@
-"""Frame loading, temporal sampling, clip preparation, the clip cache and ClipDataset."""
+"""Frame loading, temporal sampling, clip preparation and the clip cache."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from mernb.data.cache import ClipCache, clip_key
 from mernb.data.clips import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    ClipDataset,
-    ClipTransform,
     flip_clip,
     interpolate_frames,
     load_frame,
@@ -321,40 +319,6 @@ def test_to_tensor_normalize_and_flip():
         normalize(x, "bogus")
     assert torch.equal(flip_clip(x)[..., 0], x[..., -1])
     np.testing.assert_array_equal(flip_clip(frames)[:, :, 0], frames[:, :, -1])
-
-
-def test_clip_dataset_labels_and_same_flip_for_all_frames(tmp_path):
-    samples = [
-        make_sample(write_clip(tmp_path / "A", ramp_frames(4)), label="surprise", clip="A"),
-        make_sample(write_clip(tmp_path / "B", ramp_frames(4)), label="happiness", clip="B"),
-    ]
-    prepare = lambda s: prepare_clip(s, num_frames=4, size=16, align=False)  # noqa: E731
-    ds = ClipDataset(samples, ["happiness", "surprise"], prepare=prepare)
-    x, y, i = ds[0]
-    assert x.shape == (4, 3, 16, 16) and (y, i) == (1, 0) and len(ds) == 2
-    flipped, _, _ = ClipDataset(
-        samples, ["happiness", "surprise"], prepare=prepare, transform=ClipTransform(norm=None, flip_p=1.0)
-    )[0]
-    assert torch.equal(flipped, x.flip(-1))
-    loader = torch.utils.data.DataLoader(ds, batch_size=2)
-    xb, yb, ib = next(iter(loader))
-    assert xb.shape == (2, 4, 3, 16, 16) and yb.tolist() == [1, 0] and ib.tolist() == [0, 1]
-    with pytest.raises(DatasetError, match="fear"):
-        ClipDataset([make_sample(samples[0].frame_paths, label="fear")], ["happiness"], prepare=prepare)
-
-
-def test_clip_dataset_gives_hidden_labels_index_minus_one():
-    """The LOSO runner hides held-out labels; ClipDataset must accept them as -1, not fail the fold."""
-    from dataclasses import replace
-
-    from mernb.data.clips import ClipDataset
-    from mernb.data.records import HIDDEN_LABEL, Sample
-
-    samples = [Sample("d", "s1", "c1", 1, None, 3, "a"), Sample("d", "s2", "c2", 1, None, 3, "b")]
-    hidden = [replace(s, label=HIDDEN_LABEL) for s in samples]
-    dummy = lambda s: np.zeros((2, 4, 4, 3), np.uint8)  # noqa: E731
-    assert ClipDataset(samples, ["a", "b"], prepare=dummy).labels == [0, 1]
-    assert ClipDataset(hidden, ["a", "b"], prepare=dummy).labels == [-1, -1]
 
 
 def test_uniform_sampling_rounds_to_the_nearest_frame(tmp_path):

@@ -1,10 +1,10 @@
-"""Frames → clips → tensors: loading, temporal sampling, alignment, caching, a torch Dataset.
+"""Frames → clips → tensors: loading, temporal sampling, alignment, caching.
 
 ``prepare_clip(sample)`` gives a uint8 clip (T, size, size, 3): frames picked from onset..offset
 (``mode="uniform"``: exactly T at regular intervals, interpolated when the clip is shorter, as MPT
 (T=16) and HLoRA-MER (T=8) sample; ``"onset_apex"``: the two frames MA2MI uses; ``"all"``), aligned
 with one similarity transform per clip (:mod:`mernb.data.align`) and cached on disk
-(:class:`~mernb.data.cache.ClipCache`). :class:`ClipDataset` turns prepared clips into float tensors
+(:class:`~mernb.data.cache.ClipCache`). The recipes turn prepared clips into float tensors
 (T, 3, H, W) for training. Used by every paper notebook and the data notebooks.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_all_start_methods, get_context
@@ -27,7 +27,7 @@ import torch
 
 from mernb.data.align import AlignmentError, Fallback, align_clip
 from mernb.data.cache import ClipCache
-from mernb.data.records import HIDDEN_LABEL, Sample
+from mernb.data.records import Sample
 from mernb.errors import DatasetError, MernbError
 
 Mode = Literal["uniform", "onset_apex", "all"]
@@ -194,20 +194,6 @@ def flip_clip(clip: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
     if isinstance(clip, torch.Tensor):
         return clip.flip(-1)
     return np.ascontiguousarray(clip[:, :, ::-1])
-
-
-@dataclass
-class ClipTransform:
-    """Per-clip transform for :class:`ClipDataset`: one random horizontal flip for all frames (with
-    probability ``flip_p``; 0 for evaluation), then normalisation (``norm``)."""
-
-    norm: Norm = "imagenet"
-    flip_p: float = 0.0
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.flip_p > 0 and float(torch.rand(())) < self.flip_p:
-            x = flip_clip(x)
-        return normalize(x, self.norm)
 
 
 # ---------------------------------------------------------------- clip preparation
@@ -402,57 +388,11 @@ def prepare_all(
 # ---------------------------------------------------------------- dataset
 
 
-class ClipDataset(torch.utils.data.Dataset):
-    """Samples as (clip tensor (T, 3, H, W), class index, sample index) for a DataLoader.
-
-    ``prepare`` maps a Sample to a uint8 clip (default :func:`prepare_clip` with its defaults; pass
-    ``functools.partial(prepare_clip, num_frames=8, cache=cache)`` etc.); ``transform`` maps the float
-    [0, 1] tensor (e.g. :class:`ClipTransform`). ``label_of`` gives a sample's class name (default
-    ``sample.label``). Used by the training loop of every paper notebook.
-    """
-
-    def __init__(
-        self,
-        samples: Sequence[Sample],
-        classes: Sequence[str],
-        *,
-        prepare: Callable[[Sample], np.ndarray] | None = None,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        label_of: Callable[[Sample], str] | None = None,
-    ):
-        self.samples = list(samples)
-        self.classes = list(classes)
-        self.prepare = prepare or prepare_clip
-        self.transform = transform
-        label_of = label_of or (lambda s: s.label)
-        index = {c: i for i, c in enumerate(self.classes)}
-        self.labels = []
-        for s in self.samples:
-            name = label_of(s)
-            if name == HIDDEN_LABEL:  # a held-out sample while the LOSO runner fits a model
-                self.labels.append(-1)
-                continue
-            if name not in index:
-                raise DatasetError(f"{s.sample_id}: label {name!r} is not one of the classes {self.classes}")
-            self.labels.append(index[name])
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        x = to_tensor(self.prepare(self.samples[i]))
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, self.labels[i], i
-
-
 __all__ = [
     "AlignmentError",
     "CLIP_MEAN",
     "CLIP_STD",
     "ClipCache",
-    "ClipDataset",
-    "ClipTransform",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "NORMS",
