@@ -315,6 +315,7 @@ def majority_reference(doc: Mapping[str, Any]) -> dict[str, float]:
 
     Used by ``docs/smoke_numbers.md`` (the smoke UF1 goal) and its tests.
     """
+    from mernb.experiments.baselines import majority_on_folds
     from mernb.train.metrics import compute_metrics
 
     result = doc["result"]
@@ -323,12 +324,9 @@ def majority_reference(doc: Mapping[str, Any]) -> dict[str, float]:
     y_true = np.array([p["y_true"] for p in preds])
     folds = np.array([p["fold"] for p in preds])
     counts = np.bincount(y_true, minlength=len(classes))
-    y_fold = np.empty_like(y_true)
-    for fold in np.unique(folds):
-        train = np.bincount(y_true[folds != fold], minlength=len(classes))
-        y_fold[folds == fold] = int(np.argmax(train))
+    splits = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in dict.fromkeys(folds.tolist())]
     ours = result["metrics"]
-    fold_m = compute_metrics(y_true, y_fold, classes)
+    fold_m = majority_on_folds(y_true, splits, classes)  # the reference rows' own rule
     pool_m = compute_metrics(y_true, np.full_like(y_true, int(np.argmax(counts))), classes)
     return dict(n=int(len(y_true)), uf1=float(ours["uf1"]), acc=float(ours["acc"]),
                 majority_fold_uf1=fold_m["uf1"], majority_fold_acc=fold_m["acc"],
