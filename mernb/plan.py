@@ -817,7 +817,7 @@ def _clean_page(nb: dict, plan: Plan, notebook: str, stage: Path) -> dict[str, s
 
 def _artifact(notebook: str, title: str, plan: Plan, seconds: float, seed: str | None, commit: str,
               tables: dict[str, str], stage: Path) -> Any:
-    from mernb.report.dashboard import Artifact, headline
+    from mernb.report.dashboard import MAIN_ROWS, Artifact, headline, learning_check
     from mernb.report.page import display_names
 
     found = [(key, headline((stage / path).read_text(), limit=1)) for key, path in tables.items()]
@@ -826,7 +826,13 @@ def _artifact(notebook: str, title: str, plan: Plan, seconds: float, seed: str |
     for key, measured in found[:3]:  # the measured row of each table (one per dataset), at most three
         tag = display_names(key.split("_")[-2] if key.endswith("_table") else key.split("_")[-1])
         rows += [(f"{tag}: {row}" if len(found) > 1 else row, m, p, o) for row, m, p, o in measured]
-    return Artifact(notebook, title, plan.kind, seconds or None, seed, commit, None, tables, rows)
+    learning = []
+    if notebook in MAIN_ROWS:
+        for key, path in tables.items():
+            tag = display_names(key.split("_")[-2] if key.endswith("_table") else notebook.rsplit("_", 1)[-1])
+            check = learning_check((stage / path).read_text(), MAIN_ROWS[notebook], tag)
+            learning += [check] if check else []
+    return Artifact(notebook, title, plan.kind, seconds or None, seed, commit, None, tables, rows, learning)
 
 
 def _quoted_only() -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from mernb import plan as planmod
-from mernb.report.dashboard import headline
+from mernb.report.dashboard import Artifact, headline, learning_check, status_page
 from mernb.report.page import sanitize_text, warnings_markdown
 
 
@@ -190,3 +190,41 @@ def test_dashboard_headline_names_the_dataset_of_each_table(repo):
     art = planmod._artifact("demo/good", "Good", plan, 5.0, "0", "abc",
                             {"hlora_table_3_casme2_table": "t/a.csv", "hlora_table_3_samm_table": "t/b.csv"}, stage)
     assert art.headline == [("CASME II: HLoRA-MER", "Acc (%)", 86.34, 27.27), ("SAMM: HLoRA-MER", "Acc (%)", 80.0, 30.0)]
+
+
+MAIN_CSV = ("metric,Acc (%),Acc (%),F1 (%),F1 (%)\n,paper,this build,paper,this build\nMethod,,,,\n"
+            "LBP-TOP,51.00,–,47.00,–\nMPT (Ours),87.85,60.29,86.04,{ours}\n"
+            "reference: majority class,–,41.18,–,11.67\nreference: chance,–,20.00,–,18.74\n"
+            "reference: linear difference,–,57.35,–,50.44\n")
+
+
+def test_learning_check_reads_the_default_row_and_references():
+    check = learning_check(MAIN_CSV.format(ours="51.56"), "MPT (Ours)", "CASME II")
+    assert (check.uf1, check.majority_uf1, check.linear_uf1) == pytest.approx((0.5156, 0.1167, 0.5044))
+    assert check.margin == pytest.approx(0.3989) and check.met
+    # the goal is a margin of +0.15 UF1: 26.67 − 11.67 = 15.00 meets it, 26.66 does not
+    assert learning_check(MAIN_CSV.format(ours="26.67"), "MPT (Ours)", "x").met
+    assert not learning_check(MAIN_CSV.format(ours="26.66"), "MPT (Ours)", "x").met
+    assert learning_check(MAIN_CSV.format(ours="–"), "MPT (Ours)", "x") is None  # row not measured
+    assert learning_check(MAIN_CSV.format(ours="51"), "HLoRA-MER", "x") is None  # row absent
+    no_majority = MAIN_CSV.replace("reference: majority class", "reference: other")
+    assert learning_check(no_majority.format(ours="51"), "MPT (Ours)", "x") is None
+    acc_only = "metric,Acc (%),Acc (%)\n,paper,this build\nMethod,,\nMA2MI,80,40\nreference: majority class,–,30\n"
+    assert learning_check(acc_only, "MA2MI", "MMEW") is None  # MMEW: Acc only, no UF1 to compare
+
+
+def test_status_page_lists_the_learning_check_on_synthetic_builds_only(repo):
+    plan = planmod.load_plan(repo / "plans" / "t.yaml")
+    stage = repo / "stage"
+    (stage / "t").mkdir(parents=True)
+    (stage / "t/a.csv").write_text(MAIN_CSV.format(ours="20.00"))
+    art = planmod._artifact("mpt/table1_casme2", "Table I", plan, 5.0, "0", "abc", {"mpt_table1": "t/a.csv"}, stage)
+    assert [(c.table, c.row, round(c.margin, 4), c.met) for c in art.learning] == [("CASME II", "MPT (Ours)", 0.0833, False)]
+    other = planmod._artifact("mpt/table7_prompt_types", "VII", plan, 5.0, "0", "abc", {"mpt_table1": "t/a.csv"}, stage)
+    assert other.learning == []  # only the main tables' default rows are checked
+    page = status_page([art, Artifact("mpt/x", "X", "synthetic")], plan="smoke", plan_file="plans/smoke.yaml",
+                       kind="synthetic", commit="abc", built="now")
+    assert "**0 of 1** rows meet it" in page
+    assert "| CASME II | MPT (Ours) | 0.200 | 0.117 | +0.083 | 0.504 | not met |" in page
+    real = status_page([art], plan="paper", plan_file="plans/paper.yaml", kind="reproduction", commit="abc", built="now")
+    assert "Do the methods learn" not in real

@@ -19,6 +19,12 @@ PAPER_TITLES = {"data": "Data", "mpt": "MPT", "hlora": "HLoRA-MER", "ma2mi": "MA
 STATUS_TEXT = {"synthetic": "smoke", "reproduction": "real data", "failed": "**failed**",
                "missing": "not run yet", "absent": "quoted only"}
 HEADLINE_METRICS = ("Acc (%)", "UF1 (%)", "F1 (%)", "UAR (%)")
+# The default row of each paper's main tables: the smoke goal (issue 8) asks it to beat the majority class.
+MAIN_ROWS = {"mpt/table1_casme2": "MPT (Ours)", "mpt/table2_samm": "MPT (Ours)", "mpt/table3_smic": "MPT (Ours)",
+             "hlora/table3_5class": "HLoRA-MER", "hlora/table4_3class": "HLoRA-MER",
+             "ma2mi/table1_pretraining": "MA2MI"}
+UF1_MARGIN = 0.15  # the goal: UF1 of the default row ≥ majority-class UF1 + 0.15 on the same folds
+MAJORITY_ROW, LINEAR_ROW = "reference: majority class", "reference: linear difference"
 
 
 @dataclass
@@ -34,6 +40,61 @@ class Artifact:
     error: str | None = None            # failed pages: "ValueError: ..."
     tables: dict[str, str] = field(default_factory=dict)  # glue key → CSV path relative to the status page
     headline: list[tuple[str, str, float, float]] = field(default_factory=list)  # (row, metric, paper, ours)
+    learning: list[LearningCheck] = field(default_factory=list)  # main tables: the default row vs references
+
+
+@dataclass(frozen=True)
+class LearningCheck:
+    """UF1 (0–1) of a main table's default row beside the majority-class and linear-difference reference rows
+    of the same table (same folds, same pooled predictions)."""
+
+    table: str              # "CASME II" (the table's dataset tag) or the page id
+    row: str
+    uf1: float
+    majority_uf1: float
+    linear_uf1: float
+
+    @property
+    def margin(self) -> float:
+        return self.uf1 - self.majority_uf1
+
+    @property
+    def met(self) -> bool:
+        return self.margin >= UF1_MARGIN - 1e-9
+
+
+def _table(csv_text: str) -> pd.DataFrame | None:
+    try:
+        df = pd.read_csv(io.StringIO(csv_text), header=[0, 1], index_col=0)
+    except (ValueError, pd.errors.ParserError, IndexError):
+        return None
+    if not isinstance(df.columns, pd.MultiIndex) or "this build" not in set(df.columns.get_level_values(1)):
+        return None
+    return df
+
+
+def _num(value: object) -> float:
+    try:
+        return float(str(value).replace("−", "-"))
+    except ValueError:
+        return math.nan
+
+
+def learning_check(csv_text: str, row: str, table: str) -> LearningCheck | None:
+    """The smoke goal's numbers from a paper-vs-ours table given as CSV: this build's UF1 (the "UF1 (%)" or
+    "F1 (%)" column) of ``row`` and of the majority-class and linear-difference reference rows, as fractions.
+    None when the table lacks the column, the row or the majority reference, or the row was not measured."""
+    df = _table(csv_text)
+    if df is None:
+        return None
+    metric = next((m for m in ("UF1 (%)", "F1 (%)") if (m, "this build") in df.columns), None)
+    if metric is None or row not in df.index or MAJORITY_ROW not in df.index:
+        return None
+    values = [_num(df.loc[name, (metric, "this build")]) / 100 if name in df.index else math.nan
+              for name in (row, MAJORITY_ROW, LINEAR_ROW)]
+    if math.isnan(values[0]) or math.isnan(values[1]):
+        return None
+    return LearningCheck(table, row, *values)
 
 
 def headline(csv_text: str, limit: int = 2) -> list[tuple[str, str, float, float]]:
@@ -43,19 +104,10 @@ def headline(csv_text: str, limit: int = 2) -> list[tuple[str, str, float, float
     build measured that the paper also prints come first (rows named "(Ours)" before others); at most
     ``limit`` rows, every headline metric they have. Other tables give [].
     """
-    try:
-        df = pd.read_csv(io.StringIO(csv_text), header=[0, 1], index_col=0)
-    except (ValueError, pd.errors.ParserError, IndexError):
+    df = _table(csv_text)
+    if df is None:
         return []
-    if not isinstance(df.columns, pd.MultiIndex) or "this build" not in set(df.columns.get_level_values(1)):
-        return []
-
-    def num(value: object) -> float:
-        try:
-            return float(str(value).replace("−", "-"))
-        except ValueError:
-            return math.nan
-
+    num = _num
     metrics = [m for m in HEADLINE_METRICS if (m, "this build") in df.columns and (m, "paper") in df.columns]
     found = []
     for row in df.index:
@@ -110,6 +162,22 @@ def status_page(artifacts: Sequence[Artifact], *, plan: str, plan_file: str, kin
             time_text = f"{a.seconds:.0f} s" if a.seconds else "–"
             lines.append(f"| {{doc}}`{_cell(a.title)} </runs/book/notebooks/{a.notebook}>` (`{a.notebook}`) | "
                          f"{STATUS_TEXT.get(a.status, a.status)} | {head or '–'} | {time_text} | {csv or '–'} |")
+        lines.append("")
+    checks = [(a, c) for a in artifacts for c in a.learning]
+    if kind == "synthetic" and checks:
+        met = sum(c.met for _, c in checks)
+        lines += ["(learning-check)=", "## Do the methods learn SynthME?", "",
+                  f"UF1 of the default row of each main table beside two reference rows of the same table (same "
+                  f"folds): the majority class of each training fold and the linear onset–apex difference baseline. "
+                  f"The smoke goal is a margin of at least +{UF1_MARGIN:.2f} UF1 over the majority class; "
+                  f"**{met} of {len(checks)}** rows meet it in this build.", "",
+                  "| page | table | row | UF1 | majority UF1 | margin | linear difference UF1 | goal |",
+                  "|---|---|---|---:|---:|---:|---:|---|"]
+        for a, c in checks:
+            lines.append(f"| {{doc}}`{_cell(a.notebook)} </runs/book/notebooks/{a.notebook}>` | {_cell(c.table)} | "
+                         f"{_cell(c.row)} | {c.uf1:.3f} | {c.majority_uf1:.3f} | {c.margin:+.3f} | "
+                         f"{'–' if math.isnan(c.linear_uf1) else f'{c.linear_uf1:.3f}'} | "
+                         f"{'met' if c.met else 'not met'} |")
         lines.append("")
     quoted = list(quoted)
     if quoted:
