@@ -137,7 +137,8 @@ class ForkServer:
         with self._lock:
             if self.process is None:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "mernb.kernels", str(self.socket_path), *self.preload],
+                    [sys.executable, "-m", "mernb.kernels", str(self.socket_path), str(os.getpid()),
+                     *self.preload],
                     cwd=self.cwd, env={**os.environ, **self.env}, stdin=subprocess.DEVNULL,  # as plain kernels
                     start_new_session=True,  # Ctrl-C reaches mernb only, which interrupts the kernels itself
                 )
@@ -303,16 +304,21 @@ def _run_kernel(request: dict[str, Any]) -> None:
         os._exit(code)
 
 
-def serve(socket_path: str, preload: list[str]) -> None:
-    """The fork server's loop: import ``preload``, then fork one kernel per request until told to stop."""
+def serve(socket_path: str, preload: list[str], parent: int | None = None) -> None:
+    """The fork server's loop: import ``preload``, then fork one kernel per request until told to stop.
+
+    When ``parent`` (the ``mernb run`` process; default: the current parent) is gone, even if it died
+    during the imports, the server kills the process group of every kernel it forked and exits at once.
+    """
     import importlib
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid() if parent is None else parent
     for name in preload:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     folder = Path(socket_path).parent
-    parent = os.getppid()
+    kernels: set[int] = set()
     # Idle native pools (OpenBLAS) are fork-safe; a Python thread running code is not.
     unsafe = (f"fork server runs {threading.active_count()} Python threads after its imports"
               if threading.active_count() > 1 else None)
@@ -331,8 +337,12 @@ def serve(socket_path: str, preload: list[str]) -> None:
             if pid == 0:
                 break
             (folder / f"{pid}.exit").write_text(str(os.waitstatus_to_exitcode(status)))
-        if os.getppid() != parent:
-            break
+            kernels.discard(pid)
+        if os.getppid() != parent:  # mernb run died without stopping us: take the kernels down with us
+            for pid in kernels:
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGKILL)
+            os._exit(1)  # skip the interpreter's teardown of the preloaded stack (slow, and nobody waits)
         if not ready:
             continue
         conn, _ = listener.accept()
@@ -353,9 +363,10 @@ def serve(socket_path: str, preload: list[str]) -> None:
                 listener.close()
                 conn.close()
                 _run_kernel(request)
+            kernels.add(pid)
             conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
     listener.close()
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2:])
+    serve(sys.argv[1], sys.argv[3:], parent=int(sys.argv[2]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -100,3 +101,70 @@ def test_fork_falls_back_where_unsafe(monkeypatch):
     monkeypatch.delenv("MERNB_KERNEL")
     monkeypatch.setattr(sys, "platform", "darwin")
     assert "darwin" in kernels.fork_unsafe_reason()
+
+
+ORPHAN_PARENT = """
+import sys, time
+from pathlib import Path
+sys.path[:0] = [{root!r}, {mods!r}]
+from mernb import kernels
+server = kernels.ForkServer(Path({cwd!r}), preload=("ipykernel.kernelapp", {preload!r}))
+server.start()
+print("server", server.process.pid, flush=True)
+if {fork!r}:
+    print("kernel", server.fork(["python", "ipykernel_launcher"], {cwd!r}, {{}}), flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited
+
+
+def _gone(pids: list[int], timeout: float = 30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(_alive(p) for p in pids):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked kernels are used on Linux only")
+@pytest.mark.parametrize("when", ["kernel running", "server still importing"])
+def test_killed_run_leaves_no_server_or_kernel_behind(tmp_path, when):
+    """`mernb run` killed (SIGKILL: no cleanup runs) must not leave its fork server or a forked kernel
+    computing on: before the fix a server whose parent died during its imports served on forever."""
+    import signal
+    import subprocess
+    import time
+
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "slow_import.py").write_text("import time\ntime.sleep(4)\n")  # a stack that takes a while to import
+    forking = when == "kernel running"
+    code = ORPHAN_PARENT.format(root=str(Path(__file__).resolve().parents[1]), mods=str(mods), cwd=str(tmp_path),
+                                preload="xml.dom.minidom" if forking else "slow_import", fork=forking)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(mods), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        pids = [int(parent.stdout.readline().split()[1])]
+        if forking:
+            pids.append(int(parent.stdout.readline().split()[1]))
+        else:
+            time.sleep(1.0)  # the server is inside its imports
+        assert all(_alive(p) for p in pids)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert _gone(pids), f"left running after their run was killed: {[p for p in pids if _alive(p)]}"
+    finally:
+        parent.kill()
+        for pid in pids if "pids" in locals() else []:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
