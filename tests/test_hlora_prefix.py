@@ -180,3 +180,30 @@ def test_suffix_checkpointing_saves_memory_and_keeps_gradients(monkeypatch, over
     assert grads.keys() == plain.keys() and grads
     for name in plain:
         torch.testing.assert_close(grads[name], plain[name], msg=name)
+
+
+def test_suffix_checkpointing_stays_non_reentrant():
+    # timm's global reentrant switch: a reentrant checkpoint of blocks fed cached (no-grad) tokens gives the
+    # LoRA weights no gradient at all; the suffix path must still match the plain gradients
+    from timm.layers import set_reentrant_ckpt, use_reentrant_ckpt
+
+    model = tiny().train()
+    tokens = model.prefix_features(model.example_input(1))
+
+    def grads() -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        model(tokens=tokens).logsumexp(1).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    before = use_reentrant_ckpt()
+    set_reentrant_ckpt(True)
+    try:
+        model.set_grad_checkpointing(True)
+        checkpointed = grads()
+    finally:
+        set_reentrant_ckpt(before)
+    assert plain.keys() == checkpointed.keys()
+    assert sum("lora_" in n for n in plain) == 8  # A and B of q and v in 2 blocks
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], msg=name)

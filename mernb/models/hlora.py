@@ -459,12 +459,17 @@ class HLoRAMER(nn.Module):
         return bb.norm_pre(bb.patch_drop(bb._pos_embed(bb.patch_embed(imgs))))
 
     def features_from_prefix(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Per-frame features (B, t, d) from prefix tokens (B, t, N, D): last blocks + final norm + class token."""
+        """Per-frame features (B, t, d) from prefix tokens (B, t, N, D): last blocks + final norm + class token.
+
+        With :meth:`set_grad_checkpointing` on, each block goes through timm's ``checkpoint``, always
+        non-reentrant: cached tokens carry no gradient, and reentrant checkpointing (timm's
+        ``TIMM_REENTRANT_CKPT=1``) would then silently give the LoRA weights no gradient.
+        """
         b, t = tokens.shape[:2]
         h = tokens.flatten(0, 1)
         use_checkpoint = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
         for blk in self.backbone.blocks[self.prefix_depth :]:
-            h = checkpoint(blk, h) if use_checkpoint else blk(h)
+            h = checkpoint(blk, h, use_reentrant=False) if use_checkpoint else blk(h)
         return self._cls(h).reshape(b, t, -1)
 
     # --- full model -----------------------------------------------------------------------------
