@@ -15,8 +15,9 @@ frame feature), ``finetune="full"`` (Table 8), ``n_lora_blocks=0..4`` (Fig. 3); 
 
 Speed by design: the blocks below the LoRA blocks are frozen, so their output (the token sequence
 entering block ``depth - N_l``) is the same in every epoch and fold. :meth:`HLoRAMER.prefix_features`
-computes it, :class:`mernb.models.feature_cache.PrefixCache` stores it per clip (and per flip), and
-:meth:`HLoRAMER.forward_from_prefix` runs only the last N_l blocks + HFM.
+computes it with timm's ``forward_intermediates`` (the output of block ``depth - N_l - 1``, later blocks
+not run), :class:`mernb.models.feature_cache.PrefixCache` stores it per clip (and per flip), and
+:meth:`HLoRAMER.forward_from_prefix` runs only the last N_l blocks + HFM (with timm's checkpointing).
 
 Choices (where the paper is silent or the authors' code differs; methods.md §1):
 
@@ -387,7 +388,8 @@ class HLoRAMER(nn.Module):
     # --- backbone -------------------------------------------------------------------------------
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """timm's switch (kept on the backbone): in training, recompute each trained block's activations in
-        backward, on the full path (timm's own loop) and from cached prefix tokens alike."""
+        backward, on the full path (timm's own loop) and from cached prefix tokens alike. The frozen prefix
+        (timm's ``forward_intermediates``) checkpoints too, but runs under no_grad, where that saves nothing."""
         self.backbone.set_grad_checkpointing(enable)
 
     @property
@@ -417,32 +419,57 @@ class HLoRAMER(nn.Module):
         return self.finetune != "full"
 
     def prefix_features(self, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
-        """Tokens entering block ``prefix_depth`` (the first trainable one): (B, t, N, D).
+        """Tokens entering block ``prefix_depth`` (the first trainable one): (B, t, N, D), prefix tokens
+        (class, registers) first, then the patch tokens, before any norm.
 
-        Runs without autograd when the prefix is frozen; ``chunk`` bounds the images per pass. When no
-        block trains (N_l=0, ``finetune="frozen"``) only the class token is kept (N=1): the final norm
-        is per token, so nothing else is needed.
+        They come from timm's ``forward_intermediates`` (the output of block ``prefix_depth - 1``, blocks
+        after it not run); with ``prefix_depth == 0`` (``finetune="full"`` or every block adapted) from
+        :meth:`_stem`. Runs without autograd when the prefix is frozen; ``chunk`` bounds the images per
+        pass. When no block trains (N_l=0, ``finetune="frozen"``) only the class token is kept (N=1): the
+        final norm is per token, so nothing else is needed.
         """
         b = x.shape[0]
         imgs = self._frames(x)
-        bb = self.backbone
-        outs = []
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.prefix_frozen):
-            for part in imgs.split(chunk or imgs.shape[0]):
-                h = bb.norm_pre(bb.patch_drop(bb._pos_embed(bb.patch_embed(part))))
-                for blk in bb.blocks[: self.prefix_depth]:
-                    h = blk(h)
-                outs.append(h[:, :1] if self.prefix_depth == len(bb.blocks) else h)
-        tokens = torch.cat(outs)
+            tokens = torch.cat([self._prefix_tokens(part) for part in imgs.split(chunk or imgs.shape[0])])
         return tokens.reshape(b, self.num_frames, *tokens.shape[1:])
 
+    def _prefix_tokens(self, imgs: torch.Tensor) -> torch.Tensor:
+        """Tokens entering block ``prefix_depth`` for images (n, 3, H, W): (n, N, D) (N=1 at full depth)."""
+        bb = self.backbone
+        if self.prefix_depth == 0:
+            return self._stem(imgs)
+        out = bb.forward_intermediates(
+            imgs, indices=[self.prefix_depth - 1], stop_early=True, intermediates_only=True, output_fmt="NLC",
+            output_dict=True, return_prefix_tokens=True, norm=False,
+        )
+        patches = out["image_intermediates"][0]
+        prefix = out.get("image_intermediates_prefix")  # absent when the backbone has no prefix tokens
+        if prefix is None:
+            return patches[:, :1] if self.prefix_depth == len(bb.blocks) else patches
+        if self.prefix_depth == len(bb.blocks):
+            return prefix[0][:, :1]  # the class token
+        return torch.cat([prefix[0], patches], dim=1)
+
+    def _stem(self, imgs: torch.Tensor) -> torch.Tensor:
+        """The tokens timm's ``forward_features``/``forward_intermediates`` feed into block 0 (patch embedding,
+        class/register tokens + position embedding, patch dropout, pre-norm). timm has no public call for
+        this alone (``forward_intermediates`` returns block outputs only), so it repeats those four steps."""
+        bb = self.backbone
+        return bb.norm_pre(bb.patch_drop(bb._pos_embed(bb.patch_embed(imgs))))
+
     def features_from_prefix(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Per-frame features (B, t, d) from prefix tokens (B, t, N, D): last blocks + final norm + class token."""
+        """Per-frame features (B, t, d) from prefix tokens (B, t, N, D): last blocks + final norm + class token.
+
+        With :meth:`set_grad_checkpointing` on, each block goes through timm's ``checkpoint``, always
+        non-reentrant: cached tokens carry no gradient, and reentrant checkpointing (timm's
+        ``TIMM_REENTRANT_CKPT=1``) would then silently give the LoRA weights no gradient.
+        """
         b, t = tokens.shape[:2]
         h = tokens.flatten(0, 1)
         use_checkpoint = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
         for blk in self.backbone.blocks[self.prefix_depth :]:
-            h = checkpoint(blk, h) if use_checkpoint else blk(h)
+            h = checkpoint(blk, h, use_reentrant=False) if use_checkpoint else blk(h)
         return self._cls(h).reshape(b, t, -1)
 
     # --- full model -----------------------------------------------------------------------------
