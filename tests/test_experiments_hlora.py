@@ -77,6 +77,11 @@ def test_fold_checkpoint_reproduces_predictions_and_figure_helpers(tmp_path):
     assert not torch.equal(model.hfm.classifier.weight.cpu(), untrained.hfm.classifier.weight)
     feats = recipe.patch_features(model, [preds[0]["sample_id"]], frame=4)
     assert feats.shape == (1, 4, 4, 64)
+    # from the cached prefix tokens = the whole backbone on the frame (Fig. 4's PCA input)
+    frame = recipe.frames(preds[0]["sample_id"])[4][None]
+    with torch.no_grad():
+        direct = model.backbone.forward_features(frame)[:, model.backbone.num_prefix_tokens:]
+    np.testing.assert_allclose(feats.reshape(1, 16, 64), direct.numpy(), atol=1e-5)
     with pytest.raises(MernbError, match="has no fold"):
         recipe.fold_model(doc, "no_such_fold")
     # without its checkpoint the fold is trained again: randomness is per fold, so it is the same model

@@ -229,10 +229,7 @@ class HLoRARecipe:
         """Final-norm patch tokens of one frame of each clip, (B, h, w, d) (Fig. 4's PCA input)."""
         bb = model.backbone
         if self.cache is not None and model.prefix_frozen:
-            h = self.tokens(sample_ids)[:, frame].to(next(model.parameters()).device)
-            for blk in bb.blocks[model.prefix_depth:]:
-                h = blk(h)
-            tokens = bb.norm(h)
+            tokens = model.tokens_from_prefix(self.tokens(sample_ids)[:, frame].to(next(model.parameters()).device))
         else:
             x = torch.stack([self.frames(s)[frame] for s in sample_ids]).to(next(model.parameters()).device)
             tokens = bb.forward_features(x)

@@ -404,9 +404,6 @@ class HLoRAMER(nn.Module):
             raise ValueError(f"model built for t={self.num_frames} frames, got {x.shape[1]}")
         return x.flatten(0, 1)
 
-    def _cls(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.backbone.norm(tokens)[:, 0]
-
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """Per-frame features F_k: final-norm class tokens, (B, t, d), through the whole backbone."""
         b = x.shape[0]
@@ -466,11 +463,17 @@ class HLoRAMER(nn.Module):
         ``TIMM_REENTRANT_CKPT=1``) would then silently give the LoRA weights no gradient.
         """
         b, t = tokens.shape[:2]
-        h = tokens.flatten(0, 1)
+        return self.tokens_from_prefix(tokens.flatten(0, 1))[:, 0].reshape(b, t, -1)
+
+    def tokens_from_prefix(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Final-norm tokens (n, N, D) of images from their prefix tokens (n, N, D): the last blocks (through
+        timm's ``checkpoint`` when on, see :meth:`features_from_prefix`) and the backbone's final norm.
+        Also used for HLoRA Fig. 4's patch tokens (``mernb.experiments.hlora``)."""
+        h = tokens
         use_checkpoint = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
         for blk in self.backbone.blocks[self.prefix_depth :]:
             h = checkpoint(blk, h, use_reentrant=False) if use_checkpoint else blk(h)
-        return self._cls(h).reshape(b, t, -1)
+        return self.backbone.norm(h)
 
     # --- full model -----------------------------------------------------------------------------
     def forward(
