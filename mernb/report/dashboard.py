@@ -170,7 +170,8 @@ def status_page(artifacts: Sequence[Artifact], *, plan: str, plan_file: str, kin
                   f"UF1 of the default row of each main table beside two reference rows of the same table (same "
                   f"folds): the majority class of each training fold and the linear onset–apex difference baseline. "
                   f"The smoke goal is a margin of at least +{UF1_MARGIN:.2f} UF1 over the majority class; "
-                  f"**{met} of {len(checks)}** rows meet it in this build.", "",
+                  f"**{met} of {len(checks)}** rows meet it in this build. Why the others fall short, in "
+                  "measured terms: {doc}`Reproduction status </book/reproduction>`.", "",
                   "| page | table | row | UF1 | majority UF1 | margin | linear difference UF1 | goal |",
                   "|---|---|---|---:|---:|---:|---:|---|"]
         for a, c in checks:
