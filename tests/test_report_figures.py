@@ -189,10 +189,10 @@ def test_predictions_show_the_apex_frame_and_each_models_scores(synthetic):
     assert axes[0, 0].images[0].get_array()[0, 0, 0] == 30 and axes[1, 0].images[0].get_array()[0, 0, 0] == 20
     assert axes[0, 0].get_title() == "s1" and axes[0, 0].get_xlabel() == "surprise; AUs 1, 2"
     assert [axes[0, 1].get_title(), axes[0, 2].get_title()] == ["baseline: happiness (wrong)", "MPT: surprise (right)"]
-    bars = axes[0, 2].patches
-    assert [round(b.get_width(), 2) for b in bars] == [0.1, 0.8, 0.1]
-    assert [matplotlib.colors.to_hex(b.get_facecolor()) for b in bars].count(matplotlib.colors.to_hex("tab:green")) == 1
-    assert matplotlib.colors.to_hex(bars[1].get_facecolor()) == matplotlib.colors.to_hex("tab:green")
+    assert [round(b.get_width(), 2) for b in axes[0, 2].patches] == [0.1, 0.8, 0.1]
+    green = matplotlib.colors.to_hex("tab:green")
+    base_colours = [matplotlib.colors.to_hex(b.get_facecolor()) for b in axes[0, 1].patches]
+    assert base_colours.count(green) == 1 and base_colours[1] == green  # the true class, not the predicted one
     assert fig.get_suptitle() == "MPT Fig. 7, CASME II (SynthME smoke)"
     with pytest.raises(MernbError, match="no MPT prediction"):
         plot_predictions([_sample("s3", "happiness")], {"s3": clip}, {"MPT": preds["MPT"]}, classes)
@@ -279,3 +279,15 @@ def test_glue_marks_figures_without_smoke_title(monkeypatch):
     assert mark_smoke(done).get_suptitle() == ""
     monkeypatch.setenv("MERNB_PLAN_KIND", "reproduction")
     assert mark_smoke(Figure()).get_suptitle() == ""
+
+
+def test_attention_frames_sit_in_two_columns_beside_the_heatmap(tmp_path):
+    frames = [np.full((4, 4, 3), k, dtype=np.uint8) for k in range(8)]
+    fig = plot_attention(np.full((8, 8), 1 / 8), frames=frames, title="HLoRA-MER Fig. 5")
+    heat, panels = fig.axes[0], [ax for ax in fig.axes[1:] if ax.images and ax.get_title().startswith("frame")]
+    assert [ax.get_title() for ax in panels] == [f"frame {k + 1}" for k in range(8)]
+    assert [int(ax.images[0].get_array()[0, 0, 0]) for ax in panels] == list(range(8))
+    save_figure(fig, tmp_path / "a.png")  # positions are final after a draw
+    lefts = sorted({round(ax.get_position().x0, 3) for ax in panels})
+    assert len(lefts) == 2 and min(lefts) > heat.get_position().x1  # two columns, right of the heatmap
+    assert fig.get_suptitle() == "HLoRA-MER Fig. 5"

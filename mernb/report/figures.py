@@ -4,7 +4,7 @@ Figures are built with ``matplotlib.figure.Figure`` directly, so a notebook show
 displayed or glued (:func:`mernb.report.glue.glue_figure`), never twice.
 
 - :func:`plot_confusion`: MPT Fig. 4, confusion matrices in every paper notebook.
-- :func:`plot_tsne`: MPT Fig. 9 (feature distribution).
+- :func:`plot_tsne`: one t-SNE scatter coloured by class (:func:`plot_tsne_folds` is MPT Fig. 9).
 - :func:`pca_first_component_maps`, :func:`plot_pca_components`: HLoRA Fig. 4.
 - :func:`plot_bars`: MPT Fig. 6 (per-class accuracy, baseline vs MPT).
 - :func:`plot_curve`: MPT Fig. 5 (number of prompts), HLoRA Fig. 3 (N_l), MA2MI Fig. 4 (interval).
@@ -309,8 +309,9 @@ def plot_image_grid(rows: Mapping[str, Sequence[Any]], *, col_titles: Sequence[s
     """A grid of images legible at page width: one row per label (written left of the row, 10 pt), column
     titles on top, optional per-column colour maps and one shared colourbar (``colorbar`` = its label).
 
-    For MPT Table X (frames per α), Fig. 7/8 (predictions, Grad-CAM) and HLoRA Fig. 6 (failure cases):
-    images are (H, W[, 3]) arrays in [0, 1] or [0, 255]; ``None`` leaves a cell empty.
+    For HLoRA Fig. 6 (``notebooks/hlora/fig6_failure_cases``, with :func:`key_frames`) and MA2MI Fig. 6
+    (``notebooks/ma2mi/fig6_reconstruction_gradcam``, reconstructions): images are (H, W[, 3]) arrays in
+    [0, 1] or [0, 255]; ``None`` leaves a cell empty.
     """
     from mernb.report.page import display_names
 
@@ -351,16 +352,17 @@ def plot_image_grid(rows: Mapping[str, Sequence[Any]], *, col_titles: Sequence[s
 def plot_attention(matrix: Any, *, frames: Sequence[Any] | None = None, title: str | None = None,
                    label: str = "frame", heading: str = "IFFA attention $a_{ij}$") -> Figure:
     """HLoRA Fig. 5 (``notebooks/hlora/fig5_iffa_attention``): a t×t attention heatmap (titled ``heading``)
-    with every tick labelled 1..t and each cell's value printed, beside the t frames (two rows) when
+    with every tick labelled 1..t and each cell's value printed, beside the t frames (two columns) when
     given; ``title`` is the figure's title."""
     a = np.asarray(matrix, dtype=float)
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise MernbError(f"attention must be a square (t, t) matrix, got shape {a.shape}")
     t = a.shape[0]
-    cols = (t + 1) // 2 if frames is not None else 0
-    fig = Figure(figsize=(5.2 + 1.6 * cols, 4.6), layout="constrained")
-    grid = fig.add_gridspec(2, 4 + 2 * cols)
-    ax = fig.add_subplot(grid[:, :4])
+    cols = min(2, t) if frames is not None else 0  # the frames in two columns beside the heatmap
+    rows = max(1, -(-t // cols)) if cols else 1
+    fig = Figure(figsize=(5.0 + 1.1 * cols, 4.4), layout="constrained")
+    grid = fig.add_gridspec(rows, 1 + cols, width_ratios=[4.4] + [1.0] * cols)
+    ax = fig.add_subplot(grid[:, 0])
     im = ax.imshow(a, cmap="viridis")
     ticks = [str(i + 1) for i in range(t)]
     ax.set_xticks(range(t), ticks, fontsize=9)
@@ -372,11 +374,11 @@ def plot_attention(matrix: Any, *, frames: Sequence[Any] | None = None, title: s
         mid = (a.max() + a.min()) / 2
         for i in range(t):
             for j in range(t):
-                ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", fontsize=8,
                         color="white" if a[i, j] < mid else "black")
     fig.colorbar(im, ax=ax, shrink=0.8)
     for k, frame in enumerate(frames or []):
-        axk = fig.add_subplot(grid[k // cols, 4 + 2 * (k % cols):6 + 2 * (k % cols)])
+        axk = fig.add_subplot(grid[k // cols, 1 + k % cols])
         axk.imshow(np.asarray(frame))
         axk.set_axis_off()
         axk.set_title(f"{label} {k + 1}", fontsize=9)
@@ -516,7 +518,7 @@ def plot_tsne_folds(features: Mapping[str, tuple[Any, Any, Sequence[str]]], fold
                                                                 min_size=min_size)][:n_folds]
     palette = sns.color_palette("tab10" if len(classes) <= 10 else "husl", len(classes))
     n_cols = len(shown) + 1
-    fig = Figure(figsize=(2.3 * n_cols + 1.6, 2.3 * len(features) + 0.9), layout="constrained")
+    fig = Figure(figsize=(1.9 * n_cols + 0.6, 1.9 * len(features) + 0.9), layout="constrained")
     axes = np.asarray(fig.subplots(len(features), n_cols, squeeze=False))
     handles: dict[str, Any] = {}
     for r, (name, (feats, y, ids)) in enumerate(features.items()):
