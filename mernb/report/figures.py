@@ -251,6 +251,7 @@ def plot_curve(x: Sequence[Any], ys: Mapping[str, Sequence[float]], *, xlabel: s
         ax.plot(xs, values, marker=markers[j % len(markers)], linestyle=styles[j % len(styles)], label=label,
                 markersize=max(4.0, 9.0 - 2.0 * j), markerfacecolor="none" if j else None, linewidth=1.6)
         if annotate:
+            ax.margins(y=0.15)  # room for the labels above the highest point
             for xv, yv in zip(xs, values, strict=True):
                 if not np.isnan(yv):
                     ax.annotate(f"{yv:.2f}", (xv, yv), textcoords="offset points", xytext=(0, 5),
