@@ -85,6 +85,8 @@ def test_bars_and_curve():
     curve = plot_curve([0, 1, 3, 5, 7], {"Acc": [80, 82, 84, 86.59, 85], "F1": [79, None, 83, 86.01, 84]},
                        xlabel="motion prompts", annotate=True)
     assert len(curve.axes[0].lines) == 2 and curve.axes[0].margins()[1] >= 0.15  # room for the labels
+    labels = {(t.get_text(), t.xyann[1]) for t in curve.axes[0].texts}
+    assert ("80.00", 5) in labels and ("79.00", -7) in labels  # Acc labels above, F1 labels below the points
     first, second = curve.axes[0].lines  # equal series must not hide each other
     assert first.get_marker() != second.get_marker() and first.get_linestyle() != second.get_linestyle()
     with pytest.raises(MernbError, match="values for"):

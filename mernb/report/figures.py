@@ -254,8 +254,9 @@ def plot_curve(x: Sequence[Any], ys: Mapping[str, Sequence[float]], *, xlabel: s
             ax.margins(y=0.15)  # room for the labels above the highest point
             for xv, yv in zip(xs, values, strict=True):
                 if not np.isnan(yv):
-                    ax.annotate(f"{yv:.2f}", (xv, yv), textcoords="offset points", xytext=(0, 5),
-                                ha="center", fontsize="x-small")
+                    below = j % 2 == 1  # a second series labels under its points, so close values stay apart
+                    ax.annotate(f"{yv:.2f}", (xv, yv), textcoords="offset points", xytext=(0, -7 if below else 5),
+                                ha="center", va="top" if below else "bottom", fontsize="x-small")
     if all(isinstance(v, int | np.integer) for v in xs):
         ax.set_xticks(xs)
     ax.set_xlabel(xlabel, fontsize=11)
