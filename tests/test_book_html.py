@@ -85,6 +85,53 @@ def page_problems(html: str, *, synthetic: bool) -> list[str]:
     return problems
 
 
+class _Tables(HTMLParser):
+    """The caption text of every pandas table (a Styler's ``<table id="T_…">`` or a raw DataFrame's
+    ``<table class="dataframe">``) of one page, in order (``""``: no caption)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.captions: list[str] = []
+        self._depth = 0  # <table> nesting inside a pandas table
+        self._in_caption = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = dict(attrs)
+        if tag == "table":
+            if self._depth:
+                self._depth += 1
+            elif (attr.get("id") or "").startswith("T_") or "dataframe" in (attr.get("class") or "").split():
+                self._depth = 1
+                self.captions.append("")
+        elif tag == "caption" and self._depth == 1:
+            self._in_caption = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table" and self._depth:
+            self._depth -= 1
+        elif tag == "caption":
+            self._in_caption = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_caption:
+            self.captions[-1] += data
+
+
+def table_caption_problems(html: str, *, synthetic: bool) -> list[str]:
+    """Pandas tables of a notebook page without a caption naming them, or, on synthetic builds, whose
+    caption does not say "SynthME smoke" (``style_table(df, caption=...)`` appends it)."""
+    parser = _Tables()
+    parser.feed(html)
+    problems = []
+    for k, caption in enumerate(parser.captions, start=1):
+        caption = " ".join(caption.split())
+        if not caption:
+            problems.append(f"table {k} has no caption")
+        elif synthetic and "SynthME smoke" not in caption:
+            problems.append(f"table {k} caption lacks 'SynthME smoke': {caption!r}")
+    return problems
+
+
 def broken_links(path: Path, html: str, root: Path, ids_of: dict[Path, set[str]]) -> list[str]:
     """Internal links of ``path`` whose target file (or #anchor in it) does not exist."""
     broken = []
@@ -155,6 +202,39 @@ def test_checkers_require_the_smoke_note_on_synthetic_builds_only():
     assert page_problems(bare, synthetic=False) == []
 
 
+STYLED = ('<table id="T_ab12"><caption>MPT Table I: comparison on CASME II (SynthME smoke)</caption>'
+          '<thead><tr><th>Method</th></tr></thead><tbody><tr><td>MPT</td></tr></tbody></table>')
+
+
+def test_table_captions_accepted_when_named_and_marked():
+    page = CLEAN.replace("</body>", STYLED + '<table class="table"><tr><td>markdown table</td></tr></table></body>')
+    assert table_caption_problems(page, synthetic=True) == []
+    assert table_caption_problems(STYLED.replace(" (SynthME smoke)", ""), synthetic=False) == []
+
+
+@pytest.mark.parametrize("bad, expected", [
+    ('<table id="T_x"><thead><tr><th>a</th></tr></thead></table>', "table 2 has no caption"),  # style_table(df)
+    ('<table border="1" class="dataframe"><tr><td>1</td></tr></table>', "table 2 has no caption"),  # display(df)
+    ('<table id="T_y"><caption>MA2MI Fig. 4: Acc</caption></table>', "table 2 caption lacks 'SynthME smoke'"),
+])
+def test_table_captions_catch_each_problem(bad, expected):
+    problems = table_caption_problems(STYLED + bad, synthetic=True)
+    assert len(problems) == 1 and problems[0].startswith(expected), problems
+
+
+def test_table_captions_on_style_tables_html(monkeypatch):
+    """The checker reads what ``style_table`` writes: no caption before, "(SynthME smoke)" with one."""
+    import pandas as pd
+
+    from mernb.report.tables import style_table
+
+    monkeypatch.setenv("MERNB_PLAN_KIND", "synthetic")
+    df = pd.DataFrame({"Acc (%)": [86.59]}, index=pd.Index(["MPT"], name="Method"))
+    assert table_caption_problems(style_table(df).to_html(), synthetic=True) == ["table 1 has no caption"]
+    assert table_caption_problems(style_table(df, caption="MPT Table I, casme2").to_html(), synthetic=True) == []
+    assert table_caption_problems(df.to_html(), synthetic=True) == ["table 1 has no caption"]
+
+
 def test_broken_links_found(tmp_path):
     (tmp_path / "_images").mkdir()
     (tmp_path / "_images" / "a.png").write_bytes(b"")
@@ -207,6 +287,20 @@ def test_pages_are_clean(book):
     report = {}
     for page in _pages(html_root):
         problems = page_problems(page.read_text(errors="replace"), synthetic=synthetic)
+        if problems:
+            report[str(page.relative_to(html_root))] = problems[:3]
+    assert not report, json.dumps(report, indent=1, ensure_ascii=False)
+
+
+def test_notebook_tables_are_captioned(book):
+    """Every pandas table on a notebook page has a caption; on synthetic builds it says "SynthME smoke"."""
+    html_root, info = book
+    synthetic = info.get("kind") == "synthetic"
+    report = {}
+    for page in _pages(html_root):
+        if "notebooks" not in page.relative_to(html_root).parts:
+            continue
+        problems = table_caption_problems(page.read_text(errors="replace"), synthetic=synthetic)
         if problems:
             report[str(page.relative_to(html_root))] = problems[:3]
     assert not report, json.dumps(report, indent=1, ensure_ascii=False)

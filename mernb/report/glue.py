@@ -122,13 +122,31 @@ class FigureImage:
         return f"<Figure {width:.1f}x{height:.1f} in>"
 
 
+def figure_texts(fig: Any) -> list[str]:
+    """The figure's title texts: its suptitle and every axes title (left, centre, right)."""
+    sup = fig.get_suptitle() if hasattr(fig, "get_suptitle") else ""
+    return [sup] + [ax.get_title(loc) for ax in fig.axes for loc in ("left", "center", "right")]
+
+
+def mark_smoke(fig: Any) -> Any:
+    """On synthetic builds, a figure none of whose titles says "SynthME smoke" gets it: appended to its
+    suptitle (:func:`mernb.report.page.smoke_caption`), or as its suptitle. Returns ``fig``."""
+    from mernb.report.page import current_kind, smoke_caption
+
+    if current_kind() == "synthetic" and not any("SynthME smoke" in t for t in figure_texts(fig)):
+        sup = fig.get_suptitle() if hasattr(fig, "get_suptitle") else ""
+        fig.suptitle(smoke_caption(sup) if sup else "SynthME smoke", fontsize=11)
+    return fig
+
+
 def glue_figure(key: str, fig: Any, *, display: bool = False, dpi: int = 150) -> None:
     """Glue a matplotlib Figure as PNG; place it with ``{glue:figure} key`` and a ``:name:`` label.
 
     The figure is rendered here, so it works for the bare ``Figure`` objects of
-    :mod:`mernb.report.figures` without pyplot or the inline backend.
+    :mod:`mernb.report.figures` without pyplot or the inline backend. On synthetic builds it says
+    "SynthME smoke" in a title (:func:`mark_smoke`).
     """
-    _glue(_check(key), FigureImage(fig, dpi), display)
+    _glue(_check(key), FigureImage(mark_smoke(fig), dpi), display)
 
 
 def _glue(key: str, obj: Any, display: bool) -> None:
