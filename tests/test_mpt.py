@@ -323,3 +323,14 @@ def test_gaussian_weights_by_hand():
             g = [math.exp(-((t / 3) - float(mean[0, k])) ** 2 / (2 * float(var[0, k]))) for t in range(4)]
             w = torch.tensor([v / sum(g) for v in g])
             torch.testing.assert_close(out[0, k], gen.proj(w @ feats[0]))
+
+
+def test_table5_model_cost_of_the_paper_configuration():
+    from mernb.experiments.mpt import model_cost
+
+    config = {"model": "mpt_base_patch16", "weights": None, "img_size": 224, "num_frames": 16}
+    info, cost = model_cost(config, num_classes=3)
+    assert config["model"] == "mpt_base_patch16"  # the caller's mapping is not consumed
+    # the paper's Table V: 5.5 M tunable parameters, 18.7 GFLOPs (multiply-accumulates) per sample
+    assert cost["params_m"] == pytest.approx(5.56, abs=0.01) and cost["gflops"] == pytest.approx(18.69, abs=0.01)
+    assert cost["total_params_m"] == pytest.approx(info["total_params"] / 1e6) and cost["total_params_m"] > 85

@@ -122,6 +122,20 @@ def test_show_paper_vs_ours_glues_the_papers_numbers(monkeypatch):
     assert (row[("Acc (%)", "this build")], row[("F1 (%)", "this build")]) == ("50.00", "25.00")
 
 
+def test_show_paper_vs_ours_captions_its_table(monkeypatch):
+    import mernb.report.glue as glue
+    import mernb.report.notebook_helpers as helpers
+
+    shown = []
+    monkeypatch.setattr(glue, "glue_table", lambda key, table, **kw: None)
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    monkeypatch.setenv("MERNB_PLAN", "smoke")  # plans/smoke.yaml: a synthetic build
+    helpers.show_paper_vs_ours("hlora", "Table 3", "samm", {"HLoRA-MER": {"acc": 0.5, "uf1": 0.25}},
+                               ("acc", ("f1", "uf1")), "k")
+    html = shown[0].to_html()
+    assert "<caption>HLoRA-MER Table 3, SAMM (SynthME smoke)</caption>" in html
+
+
 def test_effect_sentence_says_whether_ablation_rows_differ():
     from mernb.report.notebook_helpers import effect_sentence
 

@@ -546,3 +546,15 @@ def gradcam_maps(model: nn.Module, inputs: Mapping[str, torch.Tensor], targets: 
     with GradCAM(model=view, target_layers=[layer], reshape_transform=_vit_reshape(skip, grid)) as cam:
         maps = cam(input_tensor=inputs["image"].clone(), targets=[ClassifierOutputTarget(int(t)) for t in targets])
     return np.asarray(maps, dtype=np.float32)
+
+
+def model_cost(config: Mapping[str, Any], num_classes: int) -> tuple[dict[str, Any], dict[str, float]]:
+    """Counts of the model ``config`` names (``model`` plus its builder options) for MPT Table V:
+    :func:`mernb.models.info.model_info`'s full report and ``{params_m, gflops, total_params_m}`` (tunable
+    and total parameters in millions, multiply-accumulates in billions, as the paper's "GFLOPs")."""
+    from mernb.models.info import model_info
+
+    options = dict(config)
+    info = model_info(options.pop("model"), num_classes=num_classes, **options)
+    return info, {"params_m": info["trainable_params"] / 1e6, "gflops": info["macs"] / 1e9,
+                  "total_params_m": info["total_params"] / 1e6}

@@ -54,20 +54,22 @@ def show_paper_vs_ours(paper: str, table_name: str, dataset: str, ours: Mapping[
                        metrics: Sequence[Any], key: str, title: str | None = None,
                        highlight: str | None = None) -> Any:
     """Paper numbers of ``paper``/``table_name`` on ``dataset`` beside ``ours``: glued under ``key``,
-    shown under a bold ``title``; returns the table (:func:`mernb.report.tables.paper_vs_ours`).
+    shown with ``title`` as its caption (default: paper, table and dataset; "(SynthME smoke)" added on
+    synthetic builds); returns the table (:func:`mernb.report.tables.paper_vs_ours`).
     Used by the HLoRA-MER table notebooks and Fig. 3.
     """
-    from IPython.display import Markdown, display
+    from IPython.display import display
 
+    from mernb.report.dashboard import PAPER_TITLES
     from mernb.report.glue import glue_table
+    from mernb.report.page import dataset_name
     from mernb.report.paper import paper_numbers
     from mernb.report.tables import paper_vs_ours, style_table
 
     table = paper_vs_ours(paper_numbers(paper, table_name, dataset=dataset), ours, metrics=tuple(metrics))
     glue_table(key, table)
-    if title:
-        display(Markdown(f"**{title}**"))
-    display(style_table(table, highlight=highlight))
+    caption = title or f"{PAPER_TITLES.get(paper, paper)} {table_name}, {dataset_name(dataset)}"
+    display(style_table(table, caption=caption, highlight=highlight))
     show_effect(ours)
     return table
 
