@@ -228,3 +228,19 @@ def test_status_page_lists_the_learning_check_on_synthetic_builds_only(repo):
     assert "| CASME II | MPT (Ours) | 0.200 | 0.117 | +0.083 | 0.504 | not met |" in page
     real = status_page([art], plan="paper", plan_file="plans/paper.yaml", kind="reproduction", commit="abc", built="now")
     assert "Do the methods learn" not in real
+
+
+def test_book_build_skips_other_plans_runs_and_killed_runs_leftovers():
+    """A killed `mernb run` leaves a hidden `.<group>.<pid>.running.ipynb`, another plan leaves executed copies:
+    the book build (Sphinx, with the project's exclude patterns) must not take them for pages (it failed on
+    "document isn't included in any toctree")."""
+    import yaml
+    from sphinx.util.matching import Matcher
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "_config.yml").read_text())
+    excluded = Matcher(config["exclude_patterns"])
+    assert excluded("runs/smoke_dev/executed/ma2mi/table1_pretraining/.smoke.6978-1401.running.ipynb")
+    assert excluded("runs/myplan/executed/mpt/table1_casme2/smoke.ipynb")
+    assert excluded("runs/book/notebooks/mpt/.smoke.1.running.ipynb")
+    assert not excluded("runs/book/notebooks/mpt/table1_casme2.ipynb")  # the staged pages stay
+    assert not excluded("book/reproduction.md") and not excluded("runs/book/status.md")

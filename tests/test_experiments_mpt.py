@@ -130,7 +130,10 @@ def test_a_fold_retrained_alone_equals_the_same_fold_in_a_full_run(data, tmp_pat
     logits, _ = predict(model, DataLoader(row.experiment.dataset_fn(test, False), batch_size=8), torch.device("cpu"))
     probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
     stored = [p["scores"] for p in row.doc["result"]["predictions"] if p["fold"] == first]
-    np.testing.assert_array_equal(probs.astype(float), np.asarray(stored))
+    # Same weights; the run evaluates through the device data path, this through a DataLoader, so float32
+    # sums may round differently in the last place (seen: 1 ulp). A fold trained with other randomness
+    # differs by orders of magnitude more (checked by seeding the fold differently: > 1e-3).
+    np.testing.assert_allclose(probs.astype(float), np.asarray(stored), rtol=2e-6, atol=2e-7)
 
 
 def test_clip_too_long_for_the_band_pass_is_dropped_and_listed(data, tmp_path):
