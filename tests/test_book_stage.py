@@ -110,6 +110,8 @@ def test_headline_takes_measured_rows_of_paper_vs_ours_tables():
     assert headline(csv) == [("MPT (Ours)", "Acc (%)", 86.59, 20.0), ("MPT (Ours)", "UF1 (%)", 86.01, 18.0),
                              ("baseline", "Acc (%)", 60.0, 30.0)]
     assert headline("class,ours\nhappiness,3\n") == []
+    none_row = "metric,Acc (%),Acc (%)\n,paper,this build\nMethod,,\nNone,83.94,44.12\nDFEW,89.16,\n"
+    assert headline(none_row) == [("None", "Acc (%)", 83.94, 44.12)]  # a row named "None" is not NaN
 
 
 def test_sanitize_and_warnings_list():

@@ -65,7 +65,8 @@ class LearningCheck:
 
 def _table(csv_text: str) -> pd.DataFrame | None:
     try:
-        df = pd.read_csv(io.StringIO(csv_text), header=[0, 1], index_col=0)
+        # keep_default_na=False: a row named "None" (MA2MI Table 3: no pre-training set) stays a name
+        df = pd.read_csv(io.StringIO(csv_text), header=[0, 1], index_col=0, keep_default_na=False)
     except (ValueError, pd.errors.ParserError, IndexError):
         return None
     if not isinstance(df.columns, pd.MultiIndex) or "this build" not in set(df.columns.get_level_values(1)):
