@@ -1,0 +1,65 @@
+"""Value tests of mernb.train found by mutation testing (issue 11): devices, AMP default, executor env, steps."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mernb.train import executors
+from mernb.train.loop import OptimConfig, build_optimizer, to_device, train_model
+from mernb.train.runtime import amp_enabled
+
+
+def test_to_device_moves_tensors_in_every_container_to_the_device():
+    """The meta device stands for any device other than the CPU the tests run on."""
+    x = torch.ones(2)
+    assert to_device(x, "meta").device.type == "meta"
+    nested = to_device({"a": x, "b": (x, [x]), "n": 3}, "meta")
+    assert nested["a"].device.type == "meta"
+    assert isinstance(nested["b"], tuple) and isinstance(nested["b"][1], list)
+    assert nested["b"][0].device.type == "meta" and nested["b"][1][0].device.type == "meta"
+    assert nested["n"] == 3
+
+
+def test_amp_is_on_by_default_on_cuda_only():
+    assert amp_enabled("cuda") is True
+    assert amp_enabled(torch.device("cuda", 0)) is True
+    assert amp_enabled("cuda", amp=False) is False
+    assert amp_enabled("cpu") is False
+
+
+def test_slurm_warm_first_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("MERNB_EXECUTOR", "slurm")
+    monkeypatch.delenv("MERNB_SLURM_WARM_FIRST", raising=False)
+    assert executors.fold_executor().warm_first is True
+    monkeypatch.setenv("MERNB_SLURM_WARM_FIRST", "0")
+    assert executors.fold_executor().warm_first is False
+
+
+def test_optimizer_names_are_case_insensitive_and_keep_their_settings():
+    w = nn.Parameter(torch.zeros(2))
+    opt = build_optimizer([w], OptimConfig(name="AdamW", lr=0.5, weight_decay=0.25, betas=(0.8, 0.9)))
+    assert type(opt) is torch.optim.AdamW
+    group = opt.param_groups[0]
+    assert (group["lr"], group["weight_decay"], group["betas"]) == (0.5, 0.25, (0.8, 0.9))
+    assert type(build_optimizer(iter([w]), OptimConfig(name="adam"))) is torch.optim.Adam
+
+
+def test_history_counts_steps_and_running_accuracy():
+    """lr 0 keeps the model fixed, so the accuracy is that of the initial weights, computed here by hand."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    x = torch.randn(10, 3)
+    y = torch.tensor([0, 1] * 5)
+    batches = [(x[:4], y[:4], None), (x[4:8], y[4:8], None), (x[8:], y[8:], None)]
+    with torch.no_grad():
+        expected_acc = int((model(x).argmax(1) == y).sum()) / 10
+        expected_loss = float(nn.functional.cross_entropy(model(x), y))
+    history = train_model(model, batches, epochs=2, optimizer=OptimConfig(name="sgd", lr=0.0, momentum=0.0),
+                          device="cpu", progress=False)
+    assert [h["steps"] for h in history] == [3, 3]
+    assert [h["epoch"] for h in history] == [1, 2]
+    for h in history:
+        assert abs(h["acc"] - expected_acc) < 1e-12
+        assert abs(h["loss"] - expected_loss) < 1e-5
+        assert h["lr"] == 0.0
