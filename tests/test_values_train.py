@@ -63,3 +63,20 @@ def test_history_counts_steps_and_running_accuracy():
         assert abs(h["acc"] - expected_acc) < 1e-12
         assert abs(h["loss"] - expected_loss) < 1e-5
         assert h["lr"] == 0.0
+
+
+def test_last_line_of_a_job_error_is_its_last_non_blank_line():
+    assert executors._last_line(RuntimeError("Traceback\n  ...\nValueError: bad fold\n\n")) == "ValueError: bad fold"
+    assert executors._last_line(RuntimeError("x" * 300)) == "x" * 200
+    assert executors._last_line(KeyError()) == "KeyError"
+
+
+def test_submitit_job_folder_default_is_runs_submitit(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    class Task:
+        fold_dir = None
+
+    assert executors.SubmititExecutor().job_folder(Task()) == (tmp_path / "runs" / "submitit").resolve()
+    Task.fold_dir = tmp_path / "row" / "folds"
+    assert executors.SubmititExecutor().job_folder(Task()) == (tmp_path / "row" / "jobs").resolve()

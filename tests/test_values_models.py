@@ -1,0 +1,34 @@
+"""Value tests of mernb.models found by mutation testing (issue 11): resize convention, error texts, tables."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mernb.errors import ConfigError
+from mernb.models.info import format_table
+from mernb.models.ma2mi import loss_distinct
+from mernb.models.vit import dynamic_image_input
+
+
+def test_dynamic_image_upsampling_is_half_pixel_bilinear():
+    """A one-frame clip is its own dynamic image; a [0, 1] row resized 2 -> 4 with half-pixel centres
+    (align_corners=False) is [0, 1/4, 3/4, 1] (corner-aligned sampling would give [0, 1/3, 2/3, 1])."""
+    clip = torch.tensor([0.0, 1.0]).view(1, 1, 1, 2).expand(1, 3, 2, 2).clone()
+    out = dynamic_image_input(clip, mean=(0, 0, 0), std=(1, 1, 1), img_size=4)
+    assert out.shape == (3, 4, 4)
+    assert torch.allclose(out, torch.tensor([0.0, 0.25, 0.75, 1.0]).expand(3, 4, 4))
+
+
+def test_loss_distinct_names_the_loss_in_its_error():
+    with pytest.raises(ConfigError, match="^L_dis needs a feature map with at least 2 positions$"):
+        loss_distinct(torch.ones(2, 4, 1, 1))
+
+
+def test_format_table_header_and_rows():
+    info = {"config": "c", "model_class": "M", "input": None, "total_params": 1500, "trainable_params": 500,
+            "macs": None, "modules": [{"name": "head", "params": 1500, "trainable": 500, "macs": None}]}
+    lines = format_table(info).splitlines()
+    assert lines[0] == "c (M)"
+    assert lines[1].split() == ["module", "params", "trainable", "MACs"]
+    assert lines[-1] == "trainable 500 of 1,500 parameters"

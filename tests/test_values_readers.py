@@ -1,0 +1,38 @@
+"""Value tests of the readers' shared code (mernb/data/readers/_common.py) found by mutation testing (issue 11):
+apex bounds, single-frame clips, AU cells and the root check."""
+
+from __future__ import annotations
+
+import pytest
+
+from mernb.data.readers import read_dataset_report
+from mernb.data.readers._common import apex_fallback, check_root, parse_aus
+from mernb.errors import DatasetError
+
+
+def test_apex_on_either_bound_of_the_clip_is_kept():
+    assert apex_fallback(10, 10, 20) == (10, None)
+    assert apex_fallback(10, "20", 20) == (20, None)
+    assert apex_fallback(10, 21, 20) == (None, "apex 21 outside [onset 10, offset 20]")
+    assert apex_fallback(10, 9, 20) == (None, "apex 9 outside [onset 10, offset 20]")
+
+
+def test_single_frame_clip_onset_equal_to_offset_is_read(tmp_path):
+    path = tmp_path / "casme2.csv"
+    path.write_text("Subject,Filename,Onset,Apex,Offset,Estimated Emotion\n1,EP01,30,30,30,happiness\n")
+    samples, problems = read_dataset_report("casme2", annotation=path)
+    assert [(s.clip, s.onset, s.apex, s.offset) for s in samples] == [("EP01", 30, 30, 30)] and not problems
+    path.write_text("Subject,Filename,Onset,Apex,Offset,Estimated Emotion\n1,EP02,40,40,39,happiness\n")
+    with pytest.raises(DatasetError, match="row 2: offset 39 is before onset 40"):
+        read_dataset_report("casme2", annotation=path)
+
+
+def test_parse_aus_reads_the_cell():
+    assert parse_aus(" 4 + L10 ") == ("4", "L10")
+    assert parse_aus(12) == ("12",)
+
+
+def test_check_root_accepts_a_folder_and_names_a_missing_one(tmp_path):
+    assert check_root(tmp_path, "casme2", "sub01/EP01/img1.jpg") == tmp_path
+    with pytest.raises(DatasetError, match="is not a folder"):
+        check_root(tmp_path / "missing", "casme2", "sub01/EP01/img1.jpg")
