@@ -32,3 +32,23 @@ def test_format_table_header_and_rows():
     assert lines[0] == "c (M)"
     assert lines[1].split() == ["module", "params", "trainable", "MACs"]
     assert lines[-1] == "trainable 500 of 1,500 parameters"
+
+
+def test_gat_layer_output_is_the_attention_mean_with_elu_only_when_concatenating():
+    """W = 1 and a = 0: every neighbour gets the same attention, so the output is the mean of the inputs,
+    -2 for inputs -1 and -3; concat adds ELU: exp(-2) - 1. The authors' IFFA output layer does not concatenate."""
+    import math
+
+    from mernb.models.hlora import GATIFFA, GATLayer
+
+    h = torch.tensor([[[-1.0], [-3.0]]])
+    mask = torch.ones(1, 2, 2, dtype=torch.bool)
+    for concat, expected in ((False, -2.0), (True, math.exp(-2.0) - 1.0)):
+        layer = GATLayer(1, 1, concat=concat).eval()
+        with torch.no_grad():
+            layer.W.fill_(1.0)
+            layer.a.zero_()
+        assert torch.allclose(layer(h, mask), torch.full((1, 2, 1), expected))
+    iffa = GATIFFA(16, 4)
+    assert all(head.concat for head in iffa.heads) and iffa.out_layer.concat is False
+

@@ -44,3 +44,12 @@ def test_mit_level_alphas_zero_the_finest_and_coarsest_levels():
     assert level2 == 20.0 and 17.7 < level1 < 17.9
     assert level_alphas(4, 64, 64, 20.0, 16.0) == pytest.approx([0.0, level1, level2, 0.0])
     assert level_alphas(3, 64, 64, 20.0, None) == [20.0, 20.0, 20.0]
+
+
+def test_laplacian_pyramid_needs_two_to_the_levels_minus_one_pixels():
+    """3 levels halve twice: a side of 4 px is the least (4 -> 2 -> 1); 3 px is refused."""
+    from mernb.motion.magnify import laplacian_pyramid
+
+    assert [tuple(b.shape[-2:]) for b in laplacian_pyramid(torch.zeros(1, 1, 4, 4), 3)] == [(4, 4), (2, 2), (1, 1)]
+    with pytest.raises(ValueError, match="at least 4 px per side"):
+        laplacian_pyramid(torch.zeros(1, 1, 3, 8), 3)
