@@ -52,3 +52,14 @@ def test_gat_layer_output_is_the_attention_mean_with_elu_only_when_concatenating
     iffa = GATIFFA(16, 4)
     assert all(head.concat for head in iffa.heads) and iffa.out_layer.concat is False
 
+
+
+def test_backbone_weights_load_into_a_model_whose_module_has_no_checkpoint_filter(tmp_path):
+    from torch import nn
+
+    from mernb.models.backbones import load_backbone_weights
+
+    source, target = nn.Linear(2, 3), nn.Linear(2, 3)
+    torch.save(source.state_dict(), tmp_path / "w.pth")
+    load_backbone_weights(target, tmp_path / "w.pth")
+    assert torch.equal(target.weight, source.weight) and torch.equal(target.bias, source.bias)

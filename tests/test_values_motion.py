@@ -53,3 +53,12 @@ def test_laplacian_pyramid_needs_two_to_the_levels_minus_one_pixels():
     assert [tuple(b.shape[-2:]) for b in laplacian_pyramid(torch.zeros(1, 1, 4, 4), 3)] == [(4, 4), (2, 2), (1, 1)]
     with pytest.raises(ValueError, match="at least 4 px per side"):
         laplacian_pyramid(torch.zeros(1, 1, 3, 8), 3)
+
+
+def test_frame_shape_and_size_errors_name_the_requirement():
+    from mernb.motion.magnify import motion_sequence
+
+    with pytest.raises(ValueError, match=r"frames must be \(T, C, H, W\) or \(B, T, C, H, W\), got shape \(2, 3, 4\)"):
+        motion_sequence(torch.zeros(2, 3, 4), 30.0)
+    with pytest.raises(ValueError, match="4 pyramid levels need frames of at least 8 px per side"):
+        motion_sequence(torch.zeros(4, 3, 6, 6), 30.0, levels=4)
