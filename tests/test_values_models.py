@@ -63,3 +63,25 @@ def test_backbone_weights_load_into_a_model_whose_module_has_no_checkpoint_filte
     torch.save(source.state_dict(), tmp_path / "w.pth")
     load_backbone_weights(target, tmp_path / "w.pth")
     assert torch.equal(target.weight, source.weight) and torch.equal(target.bias, source.bias)
+
+
+def test_miacnet_config_records_its_arguments():
+    from mernb.models.registry import create_model
+
+    model = create_model("ma2mi_miacnet_test", num_classes=3, tune="fpe")
+    assert model.config == dict(num_classes=3, backbone="resnet18", img_size=64, fpe="independent", tune="fpe",
+                                tiny=True, keep_reconstruction=False)
+
+
+def test_mpt_motion_input_of_a_still_clip_is_zero():
+    """The default motion prompt reads the band-passed motion (motion_sequence), which is zero for a clip
+    that does not move; the magnified video (motion_source='magnified') would be the frames themselves."""
+    import numpy as np
+
+    from mernb.models.registry import create_model
+
+    model = create_model("mpt_test", img_size=64)
+    clip = np.broadcast_to(np.random.default_rng(0).integers(0, 256, size=(1, 64, 64, 3), dtype=np.uint8),
+                           (8, 64, 64, 3)).copy()
+    motion = model.prepare_input(clip, fps=50.0)["motion"]
+    assert motion.shape == (8, 3, 64, 64) and motion.abs().max() < 1e-4
