@@ -85,3 +85,40 @@ def test_mpt_motion_input_of_a_still_clip_is_zero():
                            (8, 64, 64, 3)).copy()
     motion = model.prepare_input(clip, fps=50.0)["motion"]
     assert motion.shape == (8, 3, 64, 64) and motion.abs().max() < 1e-4
+
+
+def test_dit_refuses_a_side_that_is_not_a_multiple_of_the_patch():
+    from mernb.models.dit import DiT
+
+    with pytest.raises(ValueError, match="DiT input side 5 is not a multiple of the patch size 2"):
+        DiT(input_size=5, patch_size=2, hidden_size=8, depth=1, num_heads=2)
+
+
+def test_equivariance_loss_warps_image_and_map_with_the_same_mode():
+    """With the identity encoder, E(T(x)) = T(E(x)) whatever the sampling mode, so L_eq is 0 for a
+    shift of a fraction of a pixel under nearest sampling too (mixing modes would not cancel)."""
+    from mernb.models.ma2mi import loss_equivariance
+
+    x = torch.arange(64.0).view(1, 1, 8, 8)
+    theta = torch.tensor([[[1.0, 0.0, 0.3 / 4], [0.0, 1.0, 0.0]]])  # 0.3 px to the side
+    assert loss_equivariance(torch.nn.Identity(), x, theta, mode="nearest").item() == 0.0
+
+
+def test_model_info_gives_parameters_of_the_root_zero_macs():
+    from torch import nn
+
+    from mernb.models.info import model_info
+
+    class Root(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(3))
+            self.lin = nn.Linear(2, 3)
+
+        def forward(self, x):
+            return self.lin(x) * self.scale
+
+    info = model_info(Root(), torch.zeros(1, 2), device="cpu")
+    rows = {r["name"]: r for r in info["modules"]}
+    assert rows["lin"]["params"] == 9 and rows["lin"]["macs"] == 6
+    assert rows["(own)"]["params"] == 3 and rows["(own)"]["macs"] == 0
