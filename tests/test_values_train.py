@@ -80,3 +80,31 @@ def test_submitit_job_folder_default_is_runs_submitit(tmp_path, monkeypatch):
     assert executors.SubmititExecutor().job_folder(Task()) == (tmp_path / "runs" / "submitit").resolve()
     Task.fold_dir = tmp_path / "row" / "folds"
     assert executors.SubmititExecutor().job_folder(Task()) == (tmp_path / "row" / "jobs").resolve()
+
+
+def test_fold_job_reuses_a_finished_fold_and_names_a_new_one(tmp_path, capsys, monkeypatch):
+    """The job body returns a fold already written by an earlier job without fitting it again (no new
+    marker file), and announces the folds it trains: 'mernb: fold <fold> of <experiment> on <host>'."""
+    import os
+    import pickle
+
+    from mernb.train.loso import FoldTask, loso_folds
+    from tests.test_executors import Marked, fits
+    from tests.test_loso import CLASSES, make_samples
+
+    monkeypatch.chdir(tmp_path)  # the job body changes to the directory it is given
+    monkeypatch.setenv("MERNB_EXECUTOR", "local")
+    samples = make_samples(datasets=("casme2",), subjects=("1", "2"), per_subject=4)
+    first, second = loso_folds(samples)
+    marks = tmp_path / "marks"
+    task = FoldTask(Marked(marks), samples, CLASSES, 0, tmp_path / "folds")
+    task.run(first)
+    task_file = tmp_path / "task.pkl"
+    task_file.write_bytes(pickle.dumps(task))
+    assert fits(marks) == [first.name]
+    stored = executors.run_fold_job(str(task_file), first, str(tmp_path))
+    assert fits(marks) == [first.name] and stored.reused is False
+    assert capsys.readouterr().out == ""
+    executors.run_fold_job(str(task_file), second, str(tmp_path))
+    assert fits(marks) == sorted([first.name, second.name])
+    assert capsys.readouterr().out == f"mernb: fold {second.name} of marked-centroid on {os.uname().nodename}\n"
