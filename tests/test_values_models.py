@@ -122,3 +122,9 @@ def test_model_info_gives_parameters_of_the_root_zero_macs():
     rows = {r["name"]: r for r in info["modules"]}
     assert rows["lin"]["params"] == 9 and rows["lin"]["macs"] == 6
     assert rows["(own)"]["params"] == 3 and rows["(own)"]["macs"] == 0
+
+
+def test_ma2mi_pretrainer_config_records_the_backbone():
+    from mernb.models.registry import create_model
+
+    assert create_model("ma2mi_pretrain_test", backbone="resnet18").config["backbone"] == "resnet18"

@@ -36,3 +36,30 @@ def test_check_root_accepts_a_folder_and_names_a_missing_one(tmp_path):
     assert check_root(tmp_path, "casme2", "sub01/EP01/img1.jpg") == tmp_path
     with pytest.raises(DatasetError, match="is not a folder"):
         check_root(tmp_path / "missing", "casme2", "sub01/EP01/img1.jpg")
+
+
+def test_empty_frame_number_cell_is_a_skipped_row_in_skip_mode(tmp_path):
+    path = tmp_path / "casme2.csv"
+    path.write_text("Subject,Filename,Onset,Apex,Offset,Estimated Emotion\n1,EP01,,5,9,happiness\n"
+                    "1,EP02,3,5,9,happiness\n")
+    samples, problems = read_dataset_report("casme2", annotation=path, on_missing="skip")
+    assert [s.clip for s in samples] == ["EP02"]
+    assert [(p.kind, p.row) for p in problems] == [("skipped_row", 2)]
+    assert problems[0].message == "casme2.csv row 2: Onset is empty (expected a frame number) (skipped)"
+
+
+def test_two_files_of_one_frame_number_are_reported(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "sub01" / "EP01"
+    folder.mkdir(parents=True)
+    for n in (1, 2, 3):
+        Image.new("L", (2, 2)).save(folder / f"img{n}.jpg")
+    Image.new("L", (2, 2)).save(folder / "img2.png")
+    path = tmp_path / "casme2.csv"
+    path.write_text("Subject,Filename,Onset,Apex,Offset,Estimated Emotion\n1,EP01,1,2,3,happiness\n")
+    samples, problems = read_dataset_report("casme2", root=tmp_path, annotation=path)
+    assert [p.frame_numbers for p in samples] == [(1, 2, 3)]
+    assert [p.name for p in samples[0].frame_paths] == ["img1.jpg", "img2.jpg", "img3.jpg"]
+    assert [p.kind for p in problems] == ["duplicate_frames"]
+    assert "1 frame number(s) with two files" in problems[0].message
