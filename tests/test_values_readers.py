@@ -63,3 +63,19 @@ def test_two_files_of_one_frame_number_are_reported(tmp_path):
     assert [p.name for p in samples[0].frame_paths] == ["img1.jpg", "img2.jpg", "img3.jpg"]
     assert [p.kind for p in problems] == ["duplicate_frames"]
     assert "1 frame number(s) with two files" in problems[0].message
+
+
+def test_a_known_row_error_is_corrected_once_and_reported(tmp_path):
+    """corrections.csv: SAMM 028_4_1 (onset 1071) has apex 1143 outside [1071, 1134]; the fix is 1113. A copy
+    already holding 1113 is read unchanged."""
+    header = "Subject,Filename,Onset Frame,Apex Frame,Offset Frame,Action Units,Estimated Emotion\n"
+    path = tmp_path / "samm.csv"
+    path.write_text(header + "028,028_4_1,1071,1143,1134,12,Happiness\n")
+    samples, problems = read_dataset_report("samm", annotation=path)
+    assert samples[0].apex == 1113
+    assert [(c["column"], c["old"], c["new"]) for c in samples[0].meta["corrections"]] == [("apex", "1143", "1113")]
+    assert [(p.kind, p.row) for p in problems] == [("correction", 2)]
+    assert problems[0].message.startswith("samm.csv row 2: apex 1143 -> 1113 (")
+    path.write_text(header + "028,028_4_1,1071,1113,1134,12,Happiness\n")
+    samples, problems = read_dataset_report("samm", annotation=path)
+    assert samples[0].apex == 1113 and "corrections" not in samples[0].meta and not problems
