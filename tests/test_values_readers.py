@@ -79,3 +79,13 @@ def test_a_known_row_error_is_corrected_once_and_reported(tmp_path):
     path.write_text(header + "028,028_4_1,1071,1113,1134,12,Happiness\n")
     samples, problems = read_dataset_report("samm", annotation=path)
     assert samples[0].apex == 1113 and "corrections" not in samples[0].meta and not problems
+
+
+def test_a_row_without_clip_or_frames_is_ignored_and_noted(tmp_path):
+    path = tmp_path / "casme2.csv"
+    path.write_text("Subject,Filename,Onset,Apex,Offset,Estimated Emotion\n1,EP01,3,5,9,happiness\n"
+                    "Total,,,,,12 clips\n")
+    samples, problems = read_dataset_report("casme2", annotation=path)
+    assert [s.clip for s in samples] == ["EP01"]
+    assert [(p.kind, p.row, p.message) for p in problems] == [
+        ("ignored_row", 3, "casme2.csv row 3: not a data row (no clip or frames): 'Total 12 clips'")]
