@@ -108,3 +108,18 @@ def test_fold_job_reuses_a_finished_fold_and_names_a_new_one(tmp_path, capsys, m
     executors.run_fold_job(str(task_file), second, str(tmp_path))
     assert fits(marks) == sorted([first.name, second.name])
     assert capsys.readouterr().out == f"mernb: fold {second.name} of marked-centroid on {os.uname().nodename}\n"
+
+
+def test_jsonable_turns_values_into_plain_json():
+    from pathlib import Path
+
+    import numpy as np
+
+    from mernb.train.loso import _jsonable
+
+    class Opaque:
+        def __repr__(self):
+            return "<opaque>"
+
+    value = {1: (np.float32(0.5), torch.tensor([1, 2])), "p": Path("a/b"), "o": Opaque(), "n": None}
+    assert _jsonable(value) == {"1": [0.5, [1, 2]], "p": "a/b", "o": "<opaque>", "n": None}
