@@ -123,3 +123,39 @@ def test_jsonable_turns_values_into_plain_json():
 
     value = {1: (np.float32(0.5), torch.tensor([1, 2])), "p": Path("a/b"), "o": Opaque(), "n": None}
     assert _jsonable(value) == {"1": [0.5, [1, 2]], "p": "a/b", "o": "<opaque>", "n": None}
+
+
+def test_training_batch_order_is_shuffled_by_the_seed_alone():
+    """Both data paths: the first epoch's sample order is a shuffle (not the dataset order), the same for two
+    models that draw different numbers of initial random values, and another one for another seed."""
+    from mernb.train.loso import loso_folds, run_folds
+    from tests.test_device_data import DevicePoints
+    from tests.test_loso import CLASSES, make_samples, torch_experiment
+
+    samples = make_samples(datasets=("casme2",), subjects=("1", "2"), per_subject=12)
+    fold = loso_folds(samples)[:1]
+    train_x = DevicePoints([s for s in samples if s.subject_key not in fold[0].test_subjects], True).x
+
+    def first_epoch_order(data_path, hidden, seed):
+        seen = []
+
+        class Recorder(nn.Module):
+            def __init__(self, num_classes):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(8, hidden), nn.Linear(hidden, num_classes))
+
+            def forward(self, x):
+                if self.training:
+                    seen.append(x.detach().clone())
+                return self.body(x)
+
+        run_folds(torch_experiment(model_fn=Recorder, dataset_fn=DevicePoints, data_path=data_path, epochs=1,
+                                   batch_size=4), samples, fold, CLASSES, None, seed=seed, progress=False)
+        rows = torch.cat(seen)
+        return [int((train_x == row).all(1).nonzero()[0]) for row in rows]
+
+    for data_path in ("device", "loader"):
+        order = first_epoch_order(data_path, 4, 0)
+        assert sorted(order) == list(range(len(train_x))) and order != sorted(order)
+        assert first_epoch_order(data_path, 64, 0) == order
+        assert first_epoch_order(data_path, 4, 1) != order
