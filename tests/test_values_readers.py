@@ -89,3 +89,10 @@ def test_a_row_without_clip_or_frames_is_ignored_and_noted(tmp_path):
     assert [s.clip for s in samples] == ["EP01"]
     assert [(p.kind, p.row, p.message) for p in problems] == [
         ("ignored_row", 3, "casme2.csv row 3: not a data row (no clip or frames): 'Total 12 clips'")]
+
+
+def test_missing_header_error_names_the_row_with_most_columns(tmp_path):
+    path = tmp_path / "casme2.csv"
+    path.write_text("notes\nSubject,Filename,Onset\nxyz\n")
+    with pytest.raises(DatasetError, match=r"best candidate: sheet None row 2, lacking \['offset', 'emotion'\]"):
+        read_dataset_report("casme2", annotation=path)
