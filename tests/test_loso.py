@@ -387,3 +387,24 @@ def test_fold_file_with_lists_of_different_lengths_is_recomputed(tmp_path, capsy
     assert again.fits == ["casme2-1"]
     captured = capsys.readouterr()
     assert "different lengths" in captured.out + captured.err
+
+
+def test_changed_prepared_input_recomputes_only_the_folds_that_saw_it(tmp_path):
+    """Input digests (a digest of each prepared clip) enter the fold files' hash: a clip whose frames changed
+    retrains every fold that saw it (all of them: it is in their training or test set), the same digests
+    reuse every fold."""
+    samples = make_samples()
+    folds = loso_folds(samples)
+    digests = {s.sample_id: "v1" for s in samples}
+    run_folds(Centroid(), samples, folds, CLASSES, tmp_path, progress=False, input_digests=digests)
+    same = Centroid()
+    run_folds(same, samples, folds, CLASSES, tmp_path, progress=False, input_digests=dict(digests))
+    assert same.fits == []
+    changed = Centroid()
+    run_folds(changed, samples, folds, CLASSES, tmp_path, progress=False,
+              input_digests={**digests, samples[0].sample_id: "v2"})
+    assert sorted(changed.fits) == sorted(f.name for f in folds)
+    again = Centroid()  # the recomputed folds were written with the new digest
+    run_folds(again, samples, folds, CLASSES, tmp_path, progress=False,
+              input_digests={**digests, samples[0].sample_id: "v2"})
+    assert again.fits == []
